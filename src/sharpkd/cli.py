@@ -1,0 +1,215 @@
+"""The `sharpkd` command: parse, call the library, print. User mistakes are one line and a non-zero exit."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from . import __version__
+from .errors import SharpkdError
+
+log = logging.getLogger("sharpkd")
+
+
+# ----------------------------------------------------------------------------------------------- commands
+def cmd_demo(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .evaluation.demo import run_demo
+
+    rows = run_demo(args.out, preset=args.preset, seed=args.seed, teacher=args.teacher, student=args.student)
+    table = Table(title=f"sharpkd demo: {args.preset} blur on bundled sample images (full resolution)")
+    for col in ("image", "method", "SSIM", "PSNR dB", "MAE", "weights"):
+        table.add_column(col, justify="left" if col in ("image", "method", "weights") else "right")
+    for r in rows:
+        table.add_row(r["image"], r["method"], f"{r['ssim']:.4f}", f"{r['psnr']:.2f}", f"{r['mae']:.4f}", r["weights"])
+    Console().print(table)
+    print(f"side by side (blurry | teacher | student | sharp): {args.out}")
+    return 0
+
+
+def cmd_make_pairs(args) -> int:
+    from .data import make_pairs
+
+    m = make_pairs(args.src, args.out, count=args.count, preset=args.preset, size=args.size, seed=args.seed,
+                   whole_image=args.whole_image,
+                   progress=lambda done, n, split: print(f"\r{split}: {done}/{n} pairs", end="", flush=True))
+    print(f"\nwrote {len(m['pairs'])} pairs ({m['train_images']} train / {m['val_images']} val source images) "
+          f"and manifest.json to {args.out}")
+    return 0
+
+
+def cmd_train_teacher(args) -> int:
+    from .training import run_training
+
+    return run_training("teacher", args)
+
+
+def cmd_distill(args) -> int:
+    from .training import run_training
+
+    return run_training("student_nokd" if args.no_kd else "student_kd", args)
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluation.report import run_evaluation
+
+    return run_evaluation(args)
+
+
+def cmd_sharpen(args) -> int:
+    raise SharpkdError("sharpen: not implemented yet")
+
+
+def cmd_video(args) -> int:
+    raise SharpkdError("video: not implemented yet")
+
+
+def cmd_export(args) -> int:
+    raise SharpkdError("export: not implemented yet")
+
+
+def cmd_bench(args) -> int:
+    raise SharpkdError("bench: not implemented yet")
+
+
+def cmd_serve(args) -> int:
+    raise SharpkdError("serve: not implemented yet")
+
+
+# ------------------------------------------------------------------------------------------------- parser
+def _add_training_args(p: argparse.ArgumentParser, default_out: str) -> None:
+    p.add_argument("--data", required=True, help="folder of sharp images, or of blur/ + sharp/ pairs")
+    p.add_argument("--out", default=default_out, help=f"run folder (default {default_out})")
+    p.add_argument("--config", help="YAML recipe (default: the packaged one for this command)")
+    p.add_argument("--max-epochs", type=int)
+    p.add_argument("--epoch-size", type=int, help="training samples per epoch (default 6400)")
+    p.add_argument("--val-size", type=int, help="fixed validation pairs (default 1600)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--patience", type=int)
+    p.add_argument("--limit-images", type=int, help="use at most this many source images per split")
+    p.add_argument("--crop", type=int, help="training crop size (default 128)")
+    p.add_argument("--preset", help="degradation preset: seed (default), videocall, ...")
+    p.add_argument("--residual", action="store_true", default=None, help="global residual output variant")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    p.add_argument("--precision", help="bf16-mixed (default on CPU), 32-true, 16-mixed ...")
+    p.add_argument("--accelerator", default="auto")
+    p.add_argument("--devices", default="auto")
+    p.add_argument("--strategy", default="auto")
+    p.add_argument("--num-workers", type=int)
+    p.add_argument("--max-time", help="stop after DD:HH:MM:SS (best weights still saved)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sharpkd", description=__doc__.splitlines()[0].rstrip("."))
+    parser.add_argument("--version", action="version", version=f"sharpkd {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logs and tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="blur bundled sample images, sharpen with teacher and student, print metrics")
+    p.add_argument("-o", "--out", default="demo.png", help="side-by-side picture (default demo.png)")
+    p.add_argument("--preset", default="seed")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--teacher", help="teacher weights (default: shipped)")
+    p.add_argument("--student", help="student weights (default: shipped)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("make-pairs", help="write a blurry/sharp dataset with a manifest")
+    p.add_argument("src", help="folder of sharp images (CelebA layout recognised)")
+    p.add_argument("out")
+    p.add_argument("--count", type=int, default=8000)
+    p.add_argument("--preset", default="seed")
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--whole-image", action="store_true", help="centre square resized (the seed's mode)")
+    p.set_defaults(func=cmd_make_pairs)
+
+    p = sub.add_parser("train-teacher", help="train the teacher U-Net")
+    _add_training_args(p, "runs/teacher")
+    p.set_defaults(func=cmd_train_teacher)
+
+    p = sub.add_parser("distill", help="distil the student from a trained teacher (or --no-kd)")
+    _add_training_args(p, "runs/student")
+    p.add_argument("--teacher", default="teacher", help="teacher weights (default: shipped)")
+    p.add_argument("--no-kd", action="store_true", help="ablation: ground truth only, no teacher term")
+    p.set_defaults(func=cmd_distill)
+
+    p = sub.add_parser("evaluate", help="compare blurry, classical baselines, teacher and students")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="folder of sharp images (pairs made with --preset and --seed)")
+    src.add_argument("--pairs", help="folder of blur/ + sharp/ pairs")
+    p.add_argument("--split", default="val")
+    p.add_argument("--preset", default="seed")
+    p.add_argument("--count", type=int, default=1600)
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--models", default="teacher,student,student_nokd",
+                   help="comma list of NAME or NAME=PATH (default: shipped teacher,student,student_nokd)")
+    p.add_argument("--out", default="reports/eval")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("sharpen", help="sharpen image files and folders at full resolution")
+    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("-o", "--out", required=True, metavar="OUTDIR")
+    p.add_argument("--model", default="student")
+    p.add_argument("--backend", default="torch", choices=("torch", "onnx"))
+    p.add_argument("--tile", type=int, default=512)
+    p.add_argument("--tile-overlap", type=int, default=32)
+    p.add_argument("--threads", type=int)
+    p.set_defaults(func=cmd_sharpen)
+
+    p = sub.add_parser("video", help="sharpen a video file (or webcam device) frame by frame")
+    p.add_argument("input", metavar="IN")
+    p.add_argument("-o", "--out", required=True, metavar="OUT")
+    p.add_argument("--model", default="student")
+    p.add_argument("--backend", default="torch", choices=("torch", "onnx"))
+    p.add_argument("--compare", action="store_true", help="input and output side by side")
+    p.add_argument("--threads", type=int)
+    p.set_defaults(func=cmd_video)
+
+    p = sub.add_parser("export", help="export a model to ONNX")
+    p.add_argument("--model", default="student")
+    p.add_argument("--format", default="onnx", choices=("onnx",))
+    p.add_argument("-o", "--out", required=True)
+    p.add_argument("--quantize", choices=("int8",))
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("bench", help="latency and FPS of teacher and student on each backend")
+    p.add_argument("--sizes", default="128x128,640x360,1280x720,1920x1080")
+    p.add_argument("--json", metavar="FILE")
+    p.add_argument("--threads", type=int)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("serve", help="the local web app: teacher and student side by side, webcam, HTTP API")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--teacher", default="teacher")
+    p.add_argument("--student", default="student")
+    p.add_argument("--max-megapixels", type=float, default=25.0)
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s: %(message)s"
+                        if args.verbose else "sharpkd: %(message)s", stream=sys.stderr)
+    for noisy in ("PIL", "matplotlib", "httpx", "lightning", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return args.func(args) or 0
+    except SharpkdError as exc:
+        if args.verbose:
+            raise
+        print(f"sharpkd: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("sharpkd: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

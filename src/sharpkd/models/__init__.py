@@ -1,0 +1,6 @@
+"""Architectures (one short file each), the registry, and saving/loading weights with their sidecar."""
+from .common import RestorationNet, SeparableConv, count_parameters, pad_to_multiple
+from .registry import MODELS, build_model, register_model
+from .student import LightStudentUNet
+from .teacher import TeacherUNet
+from .weights import load_weights, save_weights, shipped_weights_path
