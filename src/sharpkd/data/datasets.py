@@ -36,8 +36,9 @@ def list_images(root: str | os.PathLike) -> list[Path]:
 
 
 def split_of(relpath: str, seed: int = 0, val_fraction: float = 0.2) -> str:
-    """'train' or 'val' from a hash of the relative path and the seed: adding files moves no other file."""
-    digest = hashlib.sha256(f"{seed}:{Path(relpath).as_posix()}".encode()).digest()
+    """'train' or 'val' from a hash of the seed and the file's name: adding files moves no other file, and
+    a file lands in the same split whether the data commands are pointed at its folder or at a parent."""
+    digest = hashlib.sha256(f"{seed}:{Path(relpath).name}".encode()).digest()
     return "val" if int.from_bytes(digest[:8], "big") / 2**64 < val_fraction else "train"
 
 

@@ -1,0 +1,30 @@
+"""Recipes: a packaged YAML file per command, overridden by command-line flags."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from ..errors import SharpkdError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+OVERRIDABLE = ("max_epochs", "epoch_size", "val_size", "batch_size", "lr", "patience", "limit_images", "crop",
+               "preset", "residual", "seed", "precision", "num_workers", "arch")
+
+
+def load_recipe(name: str, path: str | None = None, overrides: dict | None = None) -> dict:
+    """The recipe `name` (teacher, student_kd, student_nokd) or the YAML at `path`, with `overrides` on top
+    (None values are ignored)."""
+    file = Path(path) if path else CONFIG_DIR / f"{name}.yaml"
+    if not file.is_file():
+        raise SharpkdError(f"recipe not found: {file}")
+    try:
+        recipe = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SharpkdError(f"{file}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    recipe.setdefault("limit_images", None)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            recipe[key] = value
+    recipe["recipe"] = str(file)
+    return recipe

@@ -1,0 +1,76 @@
+"""RestorationModule: one LightningModule for the teacher (CombinedLoss) and the student (KDLoss, with or
+without the frozen teacher)."""
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch import nn
+
+from ..errors import SharpkdError
+from ..losses import CombinedLoss, KDLoss
+from ..metrics import mae, psnr, ssim
+
+
+class NonFiniteError(SharpkdError):
+    exit_code = 3
+
+
+class RestorationModule(L.LightningModule):
+    def __init__(self, model: nn.Module, loss: dict, lr: float = 1e-3, lr_factor: float = 0.5,
+                 lr_patience: int = 2, min_lr: float = 1e-6, teacher: nn.Module | None = None):
+        super().__init__()
+        self.model = model.to(memory_format=torch.channels_last)
+        loss = dict(loss)
+        name = loss.pop("name")
+        self.loss_fn = CombinedLoss(**loss) if name == "combined" else KDLoss(**loss)
+        self.teacher = teacher
+        if teacher is not None:
+            self.teacher = teacher.eval().requires_grad_(False).to(memory_format=torch.channels_last)
+        self.lr, self.lr_factor, self.lr_patience, self.min_lr = lr, lr_factor, lr_patience, min_lr
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()  # frozen: BatchNorm statistics and dropout stay as trained
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.contiguous(memory_format=torch.channels_last))
+
+    def _loss(self, pred, sharp, blurry):
+        if isinstance(self.loss_fn, KDLoss):
+            target_t = None
+            if self.teacher is not None and self.loss_fn.alpha:
+                with torch.no_grad():
+                    target_t = self.teacher(blurry.contiguous(memory_format=torch.channels_last))
+            return self.loss_fn(pred, sharp, target_t)
+        return self.loss_fn(pred, sharp)
+
+    def training_step(self, batch, batch_idx):
+        blurry, sharp = batch
+        loss = self._loss(self(blurry), sharp, blurry)
+        if not torch.isfinite(loss):
+            raise NonFiniteError(f"training loss became non-finite at step {self.global_step}: stopped "
+                                 "(the last good checkpoint is kept; try --precision 32-true)")
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(blurry))
+        return loss
+
+    def on_before_optimizer_step(self, optimizer):
+        for name, p in self.model.named_parameters():
+            if p.grad is not None and not torch.isfinite(p.grad).all():
+                raise NonFiniteError(f"non-finite gradient in {name} at step {self.global_step}: stopped "
+                                     "(the last good checkpoint is kept; try --precision 32-true)")
+
+    def validation_step(self, batch, batch_idx):
+        blurry, sharp = batch
+        pred = self(blurry).float().clamp(0, 1)
+        n = len(blurry)
+        self.log_dict({"val_loss": self._loss(pred, sharp, blurry), "val_ssim": ssim(pred, sharp),
+                       "val_psnr": psnr(pred, sharp), "val_mae": mae(pred, sharp)},
+                      on_epoch=True, prog_bar=False, batch_size=n)
+
+    def configure_optimizers(self):
+        opt = torch.optim.Adam(self.model.parameters(), lr=self.lr)
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=self.lr_factor,
+                                                           patience=self.lr_patience, min_lr=self.min_lr)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_ssim"}}

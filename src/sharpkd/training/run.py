@@ -1,0 +1,114 @@
+"""`sharpkd train-teacher` and `sharpkd distill`: build recipe, data, model, Lightning trainer; fit; then
+restore the best checkpoint and write the run folder (weights + sidecar, metrics.csv, curves, epoch table)."""
+from __future__ import annotations
+
+import logging
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import (EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar,
+                                         TQDMProgressBar)
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from ..errors import SharpkdError
+from ..models import build_model, count_parameters, load_weights, save_weights
+from .config import OVERRIDABLE, load_recipe
+from .datamodule import DeblurDataModule
+from .module import RestorationModule
+from .report import epoch_rows, epoch_table, plot_curves
+
+log = logging.getLogger("sharpkd")
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=Path(__file__).parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def hardware() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{cpu}, {torch.get_num_threads()} threads{gpu}"
+
+
+def run_training(recipe_name: str, args) -> int:
+    overrides = {k: getattr(args, k, None) for k in OVERRIDABLE}
+    recipe = load_recipe(recipe_name, args.config, overrides)
+    out = Path(args.out)
+    ckpt_dir = out / "checkpoints"
+    resume = ckpt_dir / "last.ckpt" if args.resume else None
+    if resume and not resume.is_file():
+        raise SharpkdError(f"--resume: no checkpoint at {resume}")
+    if not resume and (out / "model.safetensors").exists():
+        log.warning("%s already holds a finished run: its files will be replaced", out)
+    L.seed_everything(recipe["seed"], workers=True, verbose=False)
+
+    teacher, teacher_meta = None, {}
+    if recipe_name.startswith("student") and recipe["loss"].get("alpha"):
+        teacher, teacher_meta = load_weights(args.teacher)
+    data = DeblurDataModule(args.data, preset=recipe["preset"], crop=recipe["crop"],
+                            batch_size=recipe["batch_size"], epoch_size=recipe["epoch_size"],
+                            val_size=recipe["val_size"], seed=recipe["seed"], limit_images=recipe["limit_images"],
+                            num_workers=recipe["num_workers"])
+    data.setup("fit")
+    model = build_model(recipe["arch"], residual=bool(recipe.get("residual", False)))
+    module = RestorationModule(model, recipe["loss"], lr=recipe["lr"], lr_factor=recipe["lr_factor"],
+                               lr_patience=recipe["lr_patience"], min_lr=recipe["min_lr"], teacher=teacher)
+    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best-{epoch:02d}", monitor="val_ssim", mode="max",
+                           save_last=True)
+    bar = RichProgressBar() if sys.stdout.isatty() else TQDMProgressBar(refresh_rate=max(1, 6400 // recipe["batch_size"] // 10))
+    trainer = L.Trainer(
+        default_root_dir=out, max_epochs=recipe["max_epochs"], precision=recipe["precision"],
+        accelerator=args.accelerator, devices=args.devices, strategy=args.strategy,
+        max_time=getattr(args, "max_time", None), num_sanity_val_steps=0, log_every_n_steps=10,
+        callbacks=[best, EarlyStopping("val_ssim", mode="max", patience=recipe["patience"]),
+                   LearningRateMonitor("epoch"), bar],
+        logger=[CSVLogger(out, name="", version="logs"), TensorBoardLogger(out, name="", version="tb")])
+    started = time.time()
+    trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=False)
+    wall = time.time() - started
+    if not trainer.is_global_zero:
+        return 0
+    if not best.best_model_path:
+        raise SharpkdError("training ended before the first validation: no weights written")
+    state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)
+    module.load_state_dict(state["state_dict"])
+    rows = epoch_rows(out / "logs" / "metrics.csv")
+    best_epoch = state["epoch"] + 1
+    best_row = next((r for r in rows if r["epoch"] == best_epoch), {})
+    shutil.copyfile(out / "logs" / "metrics.csv", out / "metrics.csv")
+    title = f"{recipe_name} ({count_parameters(model):,} parameters)"
+    plot_curves(rows, out / "curves.png", title)
+    (out / "epochs.md").write_text(f"# {title}\n\n{epoch_table(rows, best_epoch)}")
+    save_weights(model, out / "model.safetensors", recipe=recipe_name,
+                 data={**data.info, "epoch_size": recipe["epoch_size"], "crop": recipe["crop"]},
+                 epochs=len(rows), best_epoch=best_epoch,
+                 val_metrics={k.removeprefix("val_"): best_row[k] for k in ("val_ssim", "val_psnr", "val_mae", "val_loss")
+                              if k in best_row},
+                 training={k: recipe[k] for k in ("loss", "batch_size", "lr", "patience", "precision", "seed",
+                                                   "max_epochs", "residual")},
+                 teacher=({"weights": str(args.teacher), "val_metrics": teacher_meta.get("val_metrics")}
+                          if teacher is not None else None),
+                 command="sharpkd " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+                 git_commit=git_commit(), wall_time_s=round(wall, 1), hardware=hardware(),
+                 torch=torch.__version__)
+    log.info("best epoch %d: %s; weights: %s", best_epoch,
+             ", ".join(f"{k}={v:.4f}" for k, v in best_row.items() if k.startswith("val_")), out / "model.safetensors")
+    return 0
