@@ -75,7 +75,11 @@ def cmd_bench(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    raise SharpkdError("serve: not implemented yet")
+    from .app import serve
+
+    serve(host=args.host, port=args.port, teacher=args.teacher, student=args.student,
+          max_megapixels=args.max_megapixels, max_file_mb=args.max_file_mb, threads=args.threads)
+    return 0
 
 
 # ------------------------------------------------------------------------------------------------- parser
@@ -186,9 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="the local web app: teacher and student side by side, webcam, HTTP API")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--teacher", default="teacher")
-    p.add_argument("--student", default="student")
-    p.add_argument("--max-megapixels", type=float, default=25.0)
+    p.add_argument("--teacher", help="teacher weights (default: shipped; untrained with a warning if none)")
+    p.add_argument("--student", help="student weights (default: shipped; untrained with a warning if none)")
+    p.add_argument("--max-megapixels", type=float, default=25.0, help="largest image accepted (default 25; 0: none)")
+    p.add_argument("--max-file-mb", type=float, help="largest upload in MB (default: enough for the pixel limit)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=cmd_serve)
     return parser
 
