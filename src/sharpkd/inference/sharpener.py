@@ -1,44 +1,226 @@
-"""`Sharpener`: a loaded model that sharpens uint8 RGB frames of any size."""
+"""`Sharpener`: a loaded model that sharpens uint8 RGB frames of any size, on PyTorch or onnxruntime.
+
+Frames run at their own resolution. The model sees H and W padded up to its `multiple` (reflect, or
+replicate for tiny frames, exactly as `models.common.pad_to_multiple`), and the output is cropped back.
+Above a pixel budget, frames are cut into overlapping tiles aligned to the model's pooling grid so that
+memory stays bounded; the overlap covers the receptive field, so tiled and untiled outputs agree."""
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..errors import SharpkdError
 from ..models.weights import load_weights
+
+log = logging.getLogger("sharpkd")
+
+BACKENDS = ("torch", "onnx")
+PRECISIONS = ("fp32", "bf16")
+DEFAULT_TILE = 512
+DEFAULT_TILE_OVERLAP = 32
+AUTO_TILE_PIXELS = 4_200_000  # above this (a bit more than 1920x2160), frames are tiled automatically
+
+
+def pad_array(x: np.ndarray, multiple: int) -> np.ndarray:
+    """(B,C,H,W) float array padded at the bottom/right to a multiple, as `models.common.pad_to_multiple`."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if not (ph or pw):
+        return x
+    mode = "reflect" if h > ph and w > pw else "edge"
+    return np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode=mode)
+
+
+class TorchBackend:
+    """PyTorch, channels-last. `precision='bf16'` runs under bfloat16 autocast (faster on CPUs with bf16
+    support, about 1/255 away from fp32 on outputs); the default is fp32."""
+
+    name = "torch"
+
+    def __init__(self, model: torch.nn.Module, precision: str = "fp32", device: str = "cpu"):
+        if precision not in PRECISIONS:
+            raise SharpkdError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        self.device = torch.device(device)
+        self.model = model.eval().to(self.device).to(memory_format=torch.channels_last)
+        self.precision = precision
+        self.multiple = getattr(model, "multiple", 4)
+
+    @torch.inference_mode()
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        t = torch.from_numpy(x).to(self.device).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            y = self.model(t)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        return y.float().cpu().numpy()
+
+
+class OnnxBackend:
+    """onnxruntime on a `.onnx` file or bytes (see `export.export_onnx`): all graph optimisations, one
+    intra-op thread per core unless `threads` says otherwise."""
+
+    name = "onnx"
+
+    def __init__(self, model: str | os.PathLike | bytes, threads: int | None = None, multiple: int | None = None):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.intra_op_num_threads = threads or _physical_cores()
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        src = model if isinstance(model, bytes) else str(model)
+        try:
+            self.session = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            label = "model bytes" if isinstance(model, bytes) else str(model)
+            raise SharpkdError(f"{label}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from None
+        props = self.session.get_modelmeta().custom_metadata_map
+        self.meta = dict(props)
+        self.multiple = multiple or int(props.get("multiple", 8))
+        self.input_name = self.session.get_inputs()[0].name
+        self.threads = so.intra_op_num_threads
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+
+def _physical_cores() -> int:
+    n = os.cpu_count() or 1
+    try:  # Linux: count distinct (physical id, core id) pairs
+        cores = set()
+        phys = core = None
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("physical id"):
+                phys = line.split(":")[1].strip()
+            elif line.startswith("core id"):
+                core = line.split(":")[1].strip()
+                cores.add((phys, core))
+        return max(1, min(n, len(cores))) if cores else n
+    except OSError:
+        return n
 
 
 class Sharpener:
-    """Sharpen uint8 HxWx3 RGB arrays with a restoration model (PyTorch backend)."""
+    """Sharpen uint8 HxWx3 RGB arrays (any H, W >= 1) with a restoration model.
 
-    def __init__(self, model: torch.nn.Module, meta: dict | None = None, threads: int | None = None,
-                 name: str = "model"):
+    `sharpen(rgb) -> rgb` for one image, `sharpen_frames(frames)` for a stream (video). `name` is the model's
+    label and `meta` its weights sidecar (training recipe, metrics)."""
+
+    def __init__(self, model: torch.nn.Module | None = None, meta: dict | None = None, threads: int | None = None,
+                 name: str = "model", backend: str | TorchBackend | OnnxBackend = "torch",
+                 precision: str = "fp32", tile: int | None = None, tile_overlap: int = DEFAULT_TILE_OVERLAP,
+                 auto_tile_pixels: int = AUTO_TILE_PIXELS):
         if threads:
             torch.set_num_threads(threads)
-        self.model, self.meta, self.name = model.eval(), meta or {}, name
-        self.model = self.model.to(memory_format=torch.channels_last)
+        self.meta, self.name = meta or {}, name
+        self.threads = threads or torch.get_num_threads()
+        if isinstance(backend, str):
+            if backend not in BACKENDS:
+                raise SharpkdError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+            if model is None:
+                raise SharpkdError("a model is needed to build a backend")
+            if backend == "torch":
+                backend = TorchBackend(model, precision)
+            else:
+                from .export import onnx_bytes_for
 
-    @torch.inference_mode()
-    def sharpen_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        """(B,3,H,W) float in [0, 1] -> same shape."""
-        x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=x.device.type == "cpu"):
-            return self.model(x).float().clamp(0, 1)
+                backend = OnnxBackend(onnx_bytes_for(model, cache_key=self.meta.get("_weights_sha")),
+                                      threads=threads, multiple=getattr(model, "multiple", 4))
+        self.backend = backend
+        self.model = model
+        if isinstance(backend, OnnxBackend):
+            self.threads = backend.threads
+        self.multiple = backend.multiple
+        self.tile, self.tile_overlap, self.auto_tile_pixels = tile, tile_overlap, auto_tile_pixels
 
-    def sharpen(self, image: np.ndarray) -> np.ndarray:
-        """uint8 HxWx3 RGB -> uint8 HxWx3 RGB of the same size."""
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
-        y = self.sharpen_tensor(x)[0]
-        return (y.permute(1, 2, 0) * 255 + 0.5).to(torch.uint8).numpy()
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    # ------------------------------------------------------------------------------------------- arrays
+    def run_array(self, x: np.ndarray) -> np.ndarray:
+        """(B,3,H,W) float32 in [0, 1] -> (B,3,H,W) float32 in [0, 1], one pass (no tiling)."""
+        h, w = x.shape[-2:]
+        y = self.backend(pad_array(x, self.multiple))[..., :h, :w]
+        return np.clip(y, 0.0, 1.0)
+
+    def _tile_size(self, h: int, w: int) -> int:
+        if self.tile is None:
+            return DEFAULT_TILE if h * w > self.auto_tile_pixels else 0
+        return self.tile if self.tile and max(h, w) > self.tile else 0
+
+    def run_tiled(self, x: np.ndarray, tile: int, overlap: int) -> np.ndarray:
+        """As `run_array`, in tiles of `tile` output pixels with `overlap` pixels of context on each side.
+        Tile origins are aligned to the model's multiple so that its pooling grid is the same as untiled."""
+        m = self.multiple
+        tile = max(m, -(-tile // m) * m)
+        overlap = -(-max(overlap, 0) // m) * m
+        h, w = x.shape[-2:]
+        out = np.empty(x.shape, dtype=np.float32)
+        for y0 in range(0, h, tile):
+            y1 = min(h, y0 + tile)
+            sy0, sy1 = max(0, y0 - overlap), min(h, y1 + overlap)
+            for x0 in range(0, w, tile):
+                x1 = min(w, x0 + tile)
+                sx0, sx1 = max(0, x0 - overlap), min(w, x1 + overlap)
+                res = self.run_array(np.ascontiguousarray(x[..., sy0:sy1, sx0:sx1]))
+                out[..., y0:y1, x0:x1] = res[..., y0 - sy0:y1 - sy0, x0 - sx0:x1 - sx0]
+        return out
+
+    # ------------------------------------------------------------------------------------------- images
+    def sharpen(self, image: np.ndarray, tile: int | None = None, tile_overlap: int | None = None) -> np.ndarray:
+        """uint8 HxWx3 RGB -> uint8 HxWx3 RGB of the same size. `tile` overrides the sharpener's setting
+        (0: never tile)."""
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] < 1 or image.shape[1] < 1:
+            raise SharpkdError(f"expected an HxWx3 RGB array, got shape {image.shape}")
+        if image.dtype != np.uint8:
+            raise SharpkdError(f"expected a uint8 image, got {image.dtype}")
+        h, w = image.shape[:2]
+        x = image.transpose(2, 0, 1)[None].astype(np.float32) * np.float32(1 / 255)
+        size = self._tile_size(h, w) if tile is None else (tile if tile and max(h, w) > tile else 0)
+        if size:
+            y = self.run_tiled(x, size, self.tile_overlap if tile_overlap is None else tile_overlap)
+        else:
+            y = self.run_array(x)
+        return (y[0].transpose(1, 2, 0) * np.float32(255) + np.float32(0.5)).astype(np.uint8)
 
     def sharpen_frames(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """Sharpen a stream of frames lazily (one in, one out)."""
         for f in frames:
             yield self.sharpen(f)
 
+    def __repr__(self) -> str:
+        return f"Sharpener({self.name!r}, backend={self.backend_name!r}, threads={self.threads})"
 
-def load(model: str | os.PathLike = "student", backend: str = "torch", threads: int | None = None) -> Sharpener:
-    """Load shipped weights by name ('student', 'teacher', 'student_nokd') or a .safetensors path."""
+
+def load(model: str | os.PathLike = "student", backend: str = "torch", threads: int | None = None,
+         precision: str = "fp32", tile: int | None = None, tile_overlap: int = DEFAULT_TILE_OVERLAP) -> Sharpener:
+    """A `Sharpener` for shipped weights ('student', 'teacher', 'student_nokd'), a .safetensors path, or (with
+    backend='onnx') a .onnx file. With backend='onnx' and safetensors weights, the model is exported to ONNX
+    once and cached."""
+    if backend not in BACKENDS:
+        raise SharpkdError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    name = Path(str(model)).stem if str(model).endswith((".safetensors", ".onnx")) else str(model)
+    if str(model).endswith(".onnx"):
+        if backend != "onnx":
+            raise SharpkdError(f"{model}: an .onnx model needs --backend onnx")
+        if not Path(model).is_file():
+            raise SharpkdError(f"ONNX model not found: {model}")
+        be = OnnxBackend(model, threads=threads)
+        return Sharpener(None, be.meta, threads=threads, name=name, backend=be, tile=tile, tile_overlap=tile_overlap)
     net, meta = load_weights(model)
-    return Sharpener(net, meta, threads=threads, name=str(model))
+    if backend == "onnx":
+        from ..models.weights import resolve_weights
+        from .export import file_sha256
+
+        meta = {**meta, "_weights_sha": file_sha256(resolve_weights(model))}
+    return Sharpener(net, meta, threads=threads, name=name, backend=backend, precision=precision, tile=tile,
+                     tile_overlap=tile_overlap)

@@ -10,6 +10,10 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
     """Pad H and W up to a multiple (reflect where possible) so any input size fits the U-Net."""
     h, w = x.shape[-2:]
     ph, pw = (-h) % multiple, (-w) % multiple
+    if torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export():
+        # Branch-free for export, so the graph keeps dynamic H and W (a zero pad is a no-op). Reflect needs
+        # H, W >= 3: callers of an exported model pad smaller inputs themselves (see inference/onnx_backend).
+        return F.pad(x, (0, pw, 0, ph), mode="reflect"), (h, w)
     if ph or pw:
         mode = "reflect" if h > ph and w > pw else "replicate"
         x = F.pad(x, (0, pw, 0, ph), mode=mode)

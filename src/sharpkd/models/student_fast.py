@@ -1,0 +1,49 @@
+"""FastStudentUNet: the seed student's recipe behind a pixel-unshuffle front end, for real time on a CPU.
+
+Space-to-depth by 2 turns an HxWx3 frame into (H/2)x(W/2)x12 before the first conv, and the head predicts
+12 channels that pixel-shuffle back to HxWx3: no layer runs at full resolution, so the work and the
+memory traffic per pixel drop about 4x against the seed student (whose most expensive layers are its
+full-resolution refinement conv and decoder). Same building blocks (depthwise-separable convs, additive skips,
+a dilated bottleneck), about 20K parameters; distilled from the teacher like the seed student
+(`sharpkd distill --arch student_fast`)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .common import RestorationNet, SeparableConv
+from .registry import register_model
+from .student import DilatedBottleneck
+
+
+@register_model("student_fast")
+class FastStudentUNet(RestorationNet):
+    """Pixel-unshuffle(2) -> separable U-Net at 1/2, 1/4, 1/8 resolution -> pixel-shuffle(2)."""
+
+    multiple = 8  # unshuffle by 2, then two 2x poolings
+
+    def __init__(self, width: int = 16, residual: bool = False):
+        super().__init__(residual)
+        c1, c2, c3 = width, 2 * width, 4 * width
+        # A 2x2 stride-2 conv is exactly pixel-unshuffle(2) followed by a 1x1 conv, and a 2x2 stride-2
+        # transposed conv is a 1x1 conv to 12 channels followed by pixel-shuffle(2): the same model, without the
+        # two 6-D transposes that cost more than all the convs together in onnxruntime.
+        self.stem = nn.Sequential(nn.Conv2d(3, c1, 2, stride=2), nn.LeakyReLU(0.1, inplace=True),
+                                  SeparableConv(c1, c1))
+        self.enc2 = nn.Sequential(SeparableConv(c1, c2), SeparableConv(c2, c2))
+        self.pool = nn.MaxPool2d(2)
+        self.bottleneck = nn.Sequential(DilatedBottleneck(c2, c3), SeparableConv(c3, c3))
+        self.up2 = nn.Sequential(nn.Conv2d(c3, c2, 1), nn.Upsample(scale_factor=2, mode="nearest"))
+        self.dec2 = nn.Sequential(SeparableConv(c2, c2), SeparableConv(c2, c2))
+        self.up1 = nn.Sequential(nn.Conv2d(c2, c1, 1), nn.Upsample(scale_factor=2, mode="nearest"))
+        self.dec1 = SeparableConv(c1, c1)
+        self.head = nn.Sequential(nn.Conv2d(c1, c1, 3, padding=1, groups=c1, bias=False),
+                                  nn.ConvTranspose2d(c1, 3, 2, stride=2))
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        e1 = self.stem(x)
+        e2 = self.enc2(self.pool(e1))
+        b = self.bottleneck(self.pool(e2))
+        d2 = self.dec2(self.up2(b) + e2)
+        d1 = self.dec1(self.up1(d2) + e1)
+        return self.head(d1)
