@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import structural_similarity
+
+from sharpkd.data.datasets import to_tensor
+from sharpkd.losses import CombinedLoss, KDLoss
+from sharpkd.metrics import mae, psnr, ssim
+from sharpkd.models import build_model
+
+from util import real_faces
+
+C1, C2 = 0.01**2, 0.03**2
+
+
+def test_losses_are_zero_on_identical_inputs():
+    x = torch.rand(2, 3, 32, 32)
+    assert CombinedLoss()(x, x).item() == pytest.approx(0, abs=1e-5)
+    assert KDLoss()(x, x, x).item() == pytest.approx(0, abs=1e-5)
+
+
+def test_losses_known_values_on_constant_images():
+    pred, target = torch.zeros(1, 3, 16, 16), torch.full((1, 3, 16, 16), 0.5)
+    ssim_value = C1 / (0.25 + C1)  # constant images: only the luminance term differs from 1
+    assert ssim(pred, target).item() == pytest.approx(ssim_value, abs=1e-6)
+    assert CombinedLoss()(pred, target).item() == pytest.approx(0.5 * 0.25 + 0.5 * (1 - ssim_value), abs=1e-6)
+    teacher = torch.full((1, 3, 16, 16), 0.2)
+    expected = 0.7 * 0.04 + 0.3 * 0.25 + 0.1 * (1 - ssim_value)
+    assert KDLoss()(pred, target, teacher).item() == pytest.approx(expected, abs=1e-6)
+    assert KDLoss()(pred, target, None).item() == pytest.approx(0.3 * 0.25 + 0.1 * (1 - ssim_value), abs=1e-6)
+
+
+def test_psnr_and_mae_known_values():
+    pred, target = torch.zeros(2, 3, 8, 8), torch.full((2, 3, 8, 8), 0.1)
+    assert psnr(pred, target).item() == pytest.approx(20.0, abs=1e-4)
+    assert mae(pred, target).item() == pytest.approx(0.1, abs=1e-6)
+
+
+def test_ssim_matches_scikit_image_on_real_faces():
+    from sharpkd.data.degradations import build_degradation
+
+    faces = [f[:128, :128] for f in real_faces(3)]
+    sharp = to_tensor(np.stack(faces))
+    blurry, _ = build_degradation("seed")(sharp, np.random.default_rng(0))
+    ours = ssim(blurry, sharp, reduction=None)
+    for i in range(len(faces)):
+        ref = structural_similarity(blurry[i].permute(1, 2, 0).numpy(), sharp[i].permute(1, 2, 0).numpy(),
+                                    gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1,
+                                    channel_axis=-1)
+        assert ours[i].item() == pytest.approx(ref, abs=1e-3)
+    assert 0.3 < ours.mean() < 0.99
+
+
+@pytest.mark.parametrize("name", ["teacher", "student"])
+def test_a_few_steps_lower_each_loss(name):
+    torch.manual_seed(0)
+    model = build_model(name, residual=True).train()
+    teacher = build_model("teacher", residual=True).eval()
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    sharp = torch.rand(4, 3, 32, 32)
+    blurry = torch.nn.functional.avg_pool2d(sharp, 5, 1, 2)
+    with torch.no_grad():
+        target_t = teacher(blurry)
+    for loss_fn in (CombinedLoss(), lambda p, s: KDLoss()(p, s, target_t), lambda p, s: KDLoss()(p, s)):
+        losses = []
+        for _ in range(15):
+            loss = loss_fn(model(blurry), sharp)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        assert losses[-1] < losses[0]
