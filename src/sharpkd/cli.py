@@ -59,19 +59,65 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_sharpen(args) -> int:
-    raise SharpkdError("sharpen: not implemented yet")
+    from .inference import load
+    from .inference.files import sharpen_files
+
+    sharpener = load(args.model, backend=args.backend, threads=args.threads, precision=args.precision,
+                     tile=args.tile, tile_overlap=args.tile_overlap)
+    result = sharpen_files(sharpener, args.inputs, args.out,
+                           on_error=lambda path, msg: print(f"sharpkd: error: {msg}", file=sys.stderr))
+    print(f"sharpened {len(result.written)} image(s) into {args.out}"
+          + (f"; {len(result.failed)} failed" if result.failed else ""))
+    return 1 if result.failed else 0
 
 
 def cmd_video(args) -> int:
-    raise SharpkdError("video: not implemented yet")
+    from .inference import load
+    from .inference.video import sharpen_video
+
+    sharpener = load(args.model, backend=args.backend, threads=args.threads, precision=args.precision)
+    r = sharpen_video(sharpener, args.input, args.out, compare=args.compare, max_frames=args.max_frames)
+    audio = f", audio {r['audio']} kept" if r["audio"] else ", no audio"
+    print(f"wrote {r['output']}: {r['frames']} frames {r['width']}x{r['height']} at {r['rate']:.3g} fps{audio} "
+          f"(processed at {r['fps']:.1f} frames/s)")
+    return 0
 
 
 def cmd_export(args) -> int:
-    raise SharpkdError("export: not implemented yet")
+    from .inference.export import export_model
+
+    r = export_model(args.model, args.out, quantize=args.quantize)
+    print(f"wrote {r['onnx']} ({r['arch']}, opset {r['opset']}, dynamic height and width)")
+    print(f"parity: onnxruntime vs PyTorch fp32 on real images, max abs diff {r['max_abs_diff']:.2e} "
+          f"<= {r['tolerance']:.0e}: OK")
+    if "int8" in r:
+        print(f"wrote {r['int8']} (int8, static QDQ, calibrated on real images): SSIM {r['int8_ssim']:.4f} vs "
+              f"{r['int8_ssim_ref']:.4f} for fp32 (loss {r['int8_ssim_loss']:+.4f}), max diff "
+              f"{r['int8_max_diff_255']}/255")
+    return 0
 
 
 def cmd_bench(args) -> int:
-    raise SharpkdError("bench: not implemented yet")
+    import json
+
+    from .inference.bench import parse_sizes, run_bench
+
+    def show(r):
+        print(f"{r['model']:>13} {r['backend']:>10} {r['width']:>5}x{r['height']:<5} {r['median_ms']:9.1f} ms "
+              f"{r['fps']:8.1f} FPS  {r['gmacs']:7.2f} GMACs  threads {r['threads']}  ({r['frames']} frames)",
+              flush=True)
+
+    report = run_bench(parse_sizes(args.sizes), models=args.models.split(","), backends=args.backends.split(","),
+                       frames=args.frames, max_seconds=args.max_seconds, threads=args.threads, progress=show)
+    for q in report["ratios"]:
+        print(f"{q['kind']:>24} [{q.get('backend') or q.get('model')}] {q['size']:>10}: {q['speedup']:.2f}x")
+    hw = report["hardware"]
+    print(f"hardware: {hw['cpu']}, {hw['logical_cpus']} logical CPUs, load average {hw['load_average_1min']}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+        print(f"wrote {args.json}")
+    return 0
 
 
 def cmd_serve(args) -> int:
@@ -160,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, metavar="OUTDIR")
     p.add_argument("--model", default="student")
     p.add_argument("--backend", default="torch", choices=("torch", "onnx"))
-    p.add_argument("--tile", type=int, default=512)
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="torch backend only")
+    p.add_argument("--tile", type=int, help="tile size in pixels (default: 512 tiles above 4.2 megapixels; 0: never)")
     p.add_argument("--tile-overlap", type=int, default=32)
     p.add_argument("--threads", type=int)
     p.set_defaults(func=cmd_sharpen)
@@ -171,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="student")
     p.add_argument("--backend", default="torch", choices=("torch", "onnx"))
     p.add_argument("--compare", action="store_true", help="input and output side by side")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="torch backend only")
+    p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--threads", type=int)
     p.set_defaults(func=cmd_video)
 
@@ -184,6 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="latency and FPS of teacher and student on each backend")
     p.add_argument("--sizes", default="128x128,640x360,1280x720,1920x1080")
     p.add_argument("--json", metavar="FILE")
+    p.add_argument("--models", default="teacher,student", help="comma list (names or .safetensors paths)")
+    p.add_argument("--backends", default="torch,onnx", help="comma list of torch, torch-bf16, onnx")
+    p.add_argument("--frames", type=int, default=100, help="timed frames per case (after 3 warm-up frames)")
+    p.add_argument("--max-seconds", type=float, default=10.0, help="stop timing a case after this long")
     p.add_argument("--threads", type=int)
     p.set_defaults(func=cmd_bench)
 

@@ -1,0 +1,150 @@
+"""`sharpkd bench`: end-to-end latency (uint8 frame in, uint8 frame out) of each model on each backend, at
+several frame sizes, with MACs and the speed ratios measured in the same run."""
+from __future__ import annotations
+
+import logging
+import platform
+import statistics
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import SharpkdError
+from ..models import build_model, count_parameters, load_weights
+from .sharpener import Sharpener, TorchBackend
+
+log = logging.getLogger("sharpkd")
+
+# backend label -> (Sharpener backend, torch precision)
+VARIANTS = {"torch": ("torch", "fp32"), "torch-bf16": ("torch", "bf16"), "onnx": ("onnx", "fp32")}
+
+
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    """'1280x720,640x360' -> [(1280, 720), (640, 360)] as (width, height)."""
+    sizes = []
+    for part in text.split(","):
+        try:
+            w, h = (int(v) for v in part.lower().strip().split("x"))
+        except ValueError:
+            raise SharpkdError(f"bad size {part!r}: use WIDTHxHEIGHT, e.g. 1280x720") from None
+        if w < 1 or h < 1:
+            raise SharpkdError(f"bad size {part!r}: width and height must be >= 1")
+        sizes.append((w, h))
+    return sizes
+
+
+def count_macs(model: nn.Module, height: int, width: int) -> int:
+    """Multiply-accumulates of the convolutions (and linear layers) for one HxW frame, padding included."""
+    total = 0
+
+    def conv_hook(mod, inp, out):
+        nonlocal total
+        if isinstance(mod, nn.ConvTranspose2d):
+            x = inp[0]
+            total += x.numel() * mod.out_channels * int(np.prod(mod.kernel_size)) // mod.groups
+        else:
+            total += out.numel() * (mod.in_channels // mod.groups) * int(np.prod(mod.kernel_size))
+
+    hooks = [m.register_forward_hook(conv_hook) for m in model.modules()
+             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    try:
+        with torch.inference_mode():
+            model.eval()(torch.zeros(1, 3, height, width))
+    finally:
+        for h in hooks:
+            h.remove()
+    return total
+
+
+def _model(name: str) -> tuple[nn.Module, dict, bool]:
+    """Trained weights when they exist (shipped name or path), else an untrained model: speed does not depend
+    on the weights."""
+    try:
+        net, meta = load_weights(name)
+        return net, meta, True
+    except SharpkdError:
+        if name.endswith(".safetensors"):
+            raise
+        torch.manual_seed(0)
+        return build_model(name).eval(), {}, False
+
+
+def time_frames(sharpener: Sharpener, frame: np.ndarray, frames: int, warmup: int, max_seconds: float) -> list[float]:
+    for _ in range(warmup):
+        sharpener.sharpen(frame, tile=0)
+    times = []
+    start = time.perf_counter()
+    while len(times) < frames:
+        t = time.perf_counter()
+        sharpener.sharpen(frame, tile=0)  # the backend returns host arrays: GPU work is synchronised
+        times.append(time.perf_counter() - t)
+        if time.perf_counter() - start > max_seconds and len(times) >= 5:
+            break
+    return times
+
+
+def hardware() -> dict:
+    name = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import os
+
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = None
+    import onnxruntime
+
+    return {"cpu": name, "logical_cpus": os.cpu_count(), "load_average_1min": load, "torch": torch.__version__,
+            "onnxruntime": onnxruntime.__version__, "python": platform.python_version()}
+
+
+def run_bench(sizes: list[tuple[int, int]], models=("teacher", "student"), backends=("torch", "onnx"),
+              frames: int = 100, warmup: int = 3, max_seconds: float = 10.0, threads: int | None = None,
+              progress=None) -> dict:
+    """Median latency and FPS for every (model, backend, size); ratios student/teacher and onnx/torch."""
+    rows = []
+    for name in models:
+        net, meta, trained = _model(name)
+        for label in backends:
+            if label not in VARIANTS:
+                raise SharpkdError(f"unknown backend {label!r}; choose from {', '.join(VARIANTS)}")
+            backend, precision = VARIANTS[label]
+            sh = Sharpener(net, meta, threads=threads, name=name, backend=backend, precision=precision, tile=0)
+            for w, h in sizes:
+                frame = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+                times = time_frames(sh, frame, frames, warmup, max_seconds)
+                med = statistics.median(times)
+                row = {"model": name, "backend": label, "width": w, "height": h, "trained_weights": trained,
+                       "params": count_parameters(net), "gmacs": count_macs(net, h, w) / 1e9,
+                       "threads": sh.threads, "frames": len(times), "median_ms": med * 1e3,
+                       "p90_ms": float(np.percentile(times, 90)) * 1e3, "fps": 1.0 / med}
+                rows.append(row)
+                if progress:
+                    progress(row)
+            if isinstance(sh.backend, TorchBackend):
+                sh.backend.model.to(memory_format=torch.contiguous_format)
+    return {"hardware": hardware(), "threads": threads or torch.get_num_threads(), "rows": rows,
+            "ratios": ratios(rows)}
+
+
+def ratios(rows: list[dict]) -> list[dict]:
+    """Speed-ups measured in the same run: each model vs the teacher on the same backend and size, and each
+    backend vs PyTorch fp32 for the same model and size."""
+    by = {(r["model"], r["backend"], r["width"], r["height"]): r["median_ms"] for r in rows}
+    out = []
+    for (m, b, w, h), ms in by.items():
+        if m != "teacher" and ("teacher", b, w, h) in by:
+            out.append({"kind": f"{m} vs teacher", "backend": b, "size": f"{w}x{h}",
+                        "speedup": by[("teacher", b, w, h)] / ms})
+        if b != "torch" and (m, "torch", w, h) in by:
+            out.append({"kind": f"{b} vs torch", "model": m, "size": f"{w}x{h}",
+                        "speedup": by[(m, "torch", w, h)] / ms})
+    return out

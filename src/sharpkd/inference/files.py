@@ -1,0 +1,99 @@
+"""`sharpkd sharpen`: image files and folders (recursive) at full resolution, one PNG out per image in."""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..data.io import is_image_file, read_image, write_image
+from ..errors import BadImageError, SharpkdError
+from .sharpener import Sharpener
+
+log = logging.getLogger("sharpkd")
+
+
+@dataclass
+class Job:
+    src: Path
+    dst: Path
+
+
+@dataclass
+class Result:
+    written: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def plan(inputs: list[str | os.PathLike], outdir: str | os.PathLike) -> list[Job]:
+    """Map inputs to outputs: a file goes to OUTDIR/<stem>.png; a folder's images (recursive) to
+    OUTDIR/<path relative to the folder, stem>.png. Missing inputs are a usage error; two inputs that would
+    write the same output too."""
+    outdir = Path(outdir)
+    jobs: list[Job] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files = sorted(f for f in p.rglob("*") if f.is_file() and is_image_file(f))
+            if not files:
+                log.warning("%s: no image files in this folder", p)
+            jobs += [Job(f, outdir / f.relative_to(p).with_suffix(".png")) for f in files]
+        elif p.is_file():
+            jobs.append(Job(p, outdir / (p.stem + ".png")))
+        else:
+            raise SharpkdError(f"{p}: no such file or folder")
+    seen: dict[Path, Path] = {}
+    for job in jobs:
+        if job.dst in seen and seen[job.dst] != job.src:
+            raise SharpkdError(f"{job.src} and {seen[job.dst]} would both be written to {job.dst}")
+        seen[job.dst] = job.src
+    return jobs
+
+
+def sharpen_files(sharpener: Sharpener, inputs: list[str | os.PathLike], outdir: str | os.PathLike,
+                  progress: bool | None = None, on_error=None) -> Result:
+    """Sharpen every image; a bad one is reported (`on_error(path, message)`) and the others still go through.
+    Each output is written atomically, so an interrupted run leaves no half-written file."""
+    jobs = plan(inputs, outdir)
+    result = Result()
+    if progress is None:
+        progress = len(jobs) > 1
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs), unit="img", desc="sharpen", dynamic_ncols=True, leave=True)
+    try:
+        for job in jobs:
+            try:
+                img = read_image(job.src)
+                if img.high_bit_depth:
+                    msg = f"{job.src}: 16-bit input, output is 8-bit"
+                    result.warnings.append(msg)
+                    log.warning(msg)
+                out = sharpener.sharpen(img.rgb)
+                write_image(job.dst, out, alpha=img.alpha, grayscale=img.grayscale)
+                result.written.append(job.dst)
+            except (BadImageError, OSError, MemoryError) as exc:
+                msg = str(exc) if isinstance(exc, BadImageError) else f"{job.src}: {type(exc).__name__}: {exc}"
+                result.failed.append((job.src, msg))
+                if on_error:
+                    _report(bar, on_error, job.src, msg)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return result
+
+
+def _report(bar, on_error, path, msg) -> None:
+    """Print an error above the progress bar rather than through it."""
+    if bar is None:
+        on_error(path, msg)
+        return
+    from tqdm import tqdm
+
+    with tqdm.external_write_mode():
+        on_error(path, msg)

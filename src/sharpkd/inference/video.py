@@ -1,0 +1,164 @@
+"""`sharpkd video`: decode with PyAV, sharpen every frame, encode H.264 at the input's frame rate, keep the audio.
+
+Frame timestamps are carried over from the input, so the frame count and the duration are preserved. The
+output is written to a temporary file and renamed at the end; from a live source (a webcam device), Ctrl-C
+stops the recording and the file is finished properly."""
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SharpkdError
+from .sharpener import Sharpener
+
+log = logging.getLogger("sharpkd")
+
+# audio codecs an MP4/MOV file can carry as they are; others are re-encoded to AAC there
+MP4_AUDIO = {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"}
+
+
+def is_device(path: str) -> bool:
+    try:
+        return stat.S_ISCHR(os.stat(path).st_mode)
+    except OSError:
+        return path.startswith("/dev/video")
+
+
+def open_input(path: str):
+    import av
+
+    try:
+        if is_device(path):
+            return av.open(path, format="v4l2"), True
+        if not Path(path).is_file():
+            raise SharpkdError(f"{path}: no such file")
+        return av.open(path), False
+    except av.FFmpegError as exc:
+        raise SharpkdError(f"{path}: cannot open as a video ({exc})") from None
+
+
+def _even(a: np.ndarray) -> np.ndarray:
+    h, w = a.shape[:2]
+    if h % 2 or w % 2:
+        a = np.pad(a, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    return a
+
+
+def sharpen_video(sharpener: Sharpener, src: str | os.PathLike, dst: str | os.PathLike, compare: bool = False,
+                  progress: bool = True, crf: int = 18, preset: str = "veryfast",
+                  max_frames: int | None = None) -> dict:
+    """Sharpen `src` into `dst` (H.264, same frame rate and timestamps, audio kept). Returns a summary:
+    frames, size, fps of the processing, the audio codec kept."""
+    import av
+
+    src, dst = str(src), Path(dst)
+    inp, live = open_input(src)
+    if not inp.streams.video:
+        inp.close()
+        raise SharpkdError(f"{src}: no video stream")
+    vin = inp.streams.video[0]
+    vin.thread_type = "AUTO"
+    ain = inp.streams.audio[0] if inp.streams.audio else None
+    rate = vin.average_rate or vin.guessed_rate or Fraction(30)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.stem}.{os.getpid()}.tmp{dst.suffix or '.mp4'}")
+    out = None
+    frames, t0, interrupted = 0, time.perf_counter(), False
+    bar = None
+    try:
+        try:
+            out = av.open(str(tmp), "w")
+        except (av.FFmpegError, ValueError) as exc:
+            raise SharpkdError(f"{dst}: cannot write a video there ({exc})") from None
+        vout = out.add_stream("libx264", rate=rate, options={"crf": str(crf), "preset": preset})
+        vout.pix_fmt = "yuv420p"
+        w_in, h_in = vin.codec_context.width, vin.codec_context.height
+        if not (w_in and h_in):
+            raise SharpkdError(f"{src}: the video stream has no frame size")
+        w_out, h_out = w_in * (2 if compare else 1), h_in
+        vout.width, vout.height = w_out + w_out % 2, h_out + h_out % 2
+        if (vout.width, vout.height) != (w_out, h_out):
+            log.warning("odd frame size %dx%d: padded to %dx%d for H.264", w_out, h_out, vout.width, vout.height)
+        vout.codec_context.time_base = vin.time_base or Fraction(1, int(round(rate)))
+        aout, atranscode = None, False
+        if ain is not None:
+            mp4 = out.format.name in ("mp4", "mov,mp4,m4a,3gp,3g2,mj2", "mov", "ipod")
+            if mp4 and ain.codec_context.name not in MP4_AUDIO:
+                aout, atranscode = out.add_stream("aac", rate=ain.codec_context.sample_rate), True
+            else:
+                aout = out.add_stream_from_template(ain)
+        total = vin.frames or None
+        if max_frames:
+            total = min(total or max_frames, max_frames)
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit="frame", desc="video", dynamic_ncols=True)
+        streams = [vin] + ([ain] if ain is not None else [])
+        try:
+            for packet in inp.demux(streams):
+                if packet.stream is ain:
+                    if atranscode:
+                        for af in packet.decode():
+                            af.pts = None
+                            for p in aout.encode(af):
+                                out.mux(p)
+                    elif packet.dts is not None:
+                        packet.stream = aout
+                        out.mux(packet)
+                    continue
+                for frame in packet.decode():
+                    rgb = frame.to_ndarray(format="rgb24")
+                    sharp = sharpener.sharpen(rgb)
+                    pic = np.concatenate([rgb, sharp], axis=1) if compare else sharp
+                    pic = _even(pic)
+                    if pic.shape[:2] != (vout.height, vout.width):
+                        raise SharpkdError(f"{src}: frame size changed mid-stream to {rgb.shape[1]}x{rgb.shape[0]}")
+                    vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(pic), format="rgb24")
+                    vf.pts, vf.time_base = frame.pts, frame.time_base
+                    for p in vout.encode(vf):
+                        out.mux(p)
+                    frames += 1
+                    if bar is not None:
+                        bar.update(1)
+                    if max_frames and frames >= max_frames:
+                        raise StopIteration
+        except StopIteration:
+            pass
+        except KeyboardInterrupt:
+            if not live:
+                raise
+            interrupted = True  # a webcam recording ends with Ctrl-C: finish the file
+        except av.FFmpegError as exc:
+            raise SharpkdError(f"{src}: decoding failed after {frames} frames ({exc})") from None
+        if frames == 0:
+            raise SharpkdError(f"{src}: no video frames decoded")
+        for p in vout.encode(None):
+            out.mux(p)
+        if atranscode:
+            for p in aout.encode(None):
+                out.mux(p)
+        out.close()
+        out = None
+        os.replace(tmp, dst)
+    finally:
+        if bar is not None:
+            bar.close()
+        if out is not None:
+            try:
+                out.close()
+            except Exception:  # already failing; the temporary file is removed below
+                pass
+        inp.close()
+        if tmp.exists():
+            tmp.unlink()
+    elapsed = time.perf_counter() - t0
+    return {"frames": frames, "width": vout.width, "height": vout.height, "rate": float(rate),
+            "audio": (ain.codec_context.name if ain is not None else None), "seconds": elapsed,
+            "fps": frames / elapsed if elapsed > 0 else 0.0, "interrupted": interrupted, "output": str(dst)}
