@@ -253,7 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s: %(message)s"
                         if args.verbose else "sharpkd: %(message)s", stream=sys.stderr)
     for noisy in ("PIL", "matplotlib", "httpx", "lightning", "urllib3"):

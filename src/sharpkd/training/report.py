@@ -5,18 +5,30 @@ import csv
 from pathlib import Path
 
 
-def epoch_rows(metrics_csv: str | Path) -> list[dict]:
-    """One row per epoch from Lightning's CSV log (train and validation lines merged)."""
+def epoch_rows(metrics_csvs: str | Path | list) -> list[dict]:
+    """One row per epoch from Lightning's CSV logs (train and validation lines merged; with several files,
+    as after a resume, later files win for the epochs they repeat)."""
     rows: dict[int, dict] = {}
-    with open(metrics_csv) as f:
-        for line in csv.DictReader(f):
-            if not line.get("epoch"):
-                continue
-            row = rows.setdefault(int(float(line["epoch"])), {"epoch": int(float(line["epoch"])) + 1})
-            for key, value in line.items():
-                if value not in ("", None) and key not in ("epoch", "step") and not key.endswith("_step"):
-                    row["lr" if key.startswith("lr-") else key.removesuffix("_epoch")] = float(value)
+    files = [metrics_csvs] if isinstance(metrics_csvs, (str, Path)) else metrics_csvs
+    for path in files:
+        with open(path) as f:
+            for line in csv.DictReader(f):
+                if not line.get("epoch"):
+                    continue
+                row = rows.setdefault(int(float(line["epoch"])), {"epoch": int(float(line["epoch"])) + 1})
+                for key, value in line.items():
+                    if value not in ("", None) and key not in ("epoch", "step") and not key.endswith("_step"):
+                        row["lr" if key.startswith("lr-") else key.removesuffix("_epoch")] = float(value)
     return [rows[k] for k in sorted(rows)]
+
+
+def write_metrics_csv(rows: list[dict], path: str | Path) -> None:
+    """The merged per-epoch metrics as one CSV: epoch, train_loss, val_loss, val_ssim, val_psnr, val_mae, lr."""
+    keys = ["epoch"] + sorted({k for r in rows for k in r} - {"epoch"})
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
 
 
 def epoch_table(rows: list[dict], best_epoch: int | None = None) -> str:

@@ -22,7 +22,7 @@ from ..models import build_model, count_parameters, load_weights, save_weights
 from .config import OVERRIDABLE, load_recipe
 from .datamodule import DeblurDataModule
 from .module import RestorationModule
-from .report import epoch_rows, epoch_table, plot_curves
+from .report import epoch_rows, epoch_table, plot_curves, write_metrics_csv
 
 log = logging.getLogger("sharpkd")
 
@@ -59,6 +59,12 @@ def run_training(recipe_name: str, args) -> int:
     if not resume and (out / "model.safetensors").exists():
         log.warning("%s already holds a finished run: its files will be replaced", out)
     L.seed_everything(recipe["seed"], workers=True, verbose=False)
+    # Each (re)start logs to its own CSV folder (Lightning would overwrite); the epoch table merges them.
+    previous_logs = sorted(out.glob("logs*/metrics.csv")) if resume else []
+    log_version = f"logs_resumed{len(previous_logs)}" if resume else "logs"
+    if not resume:
+        for old in out.glob("logs_resumed*"):
+            shutil.rmtree(old)
 
     teacher, teacher_meta = None, {}
     if recipe_name.startswith("student") and recipe["loss"].get("alpha"):
@@ -80,7 +86,7 @@ def run_training(recipe_name: str, args) -> int:
         max_time=getattr(args, "max_time", None), num_sanity_val_steps=0, log_every_n_steps=10,
         callbacks=[best, EarlyStopping("val_ssim", mode="max", patience=recipe["patience"]),
                    LearningRateMonitor("epoch"), bar],
-        logger=[CSVLogger(out, name="", version="logs"), TensorBoardLogger(out, name="", version="tb")])
+        logger=[CSVLogger(out, name="", version=log_version), TensorBoardLogger(out, name="", version="tb")])
     started = time.time()
     trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=False)
     wall = time.time() - started
@@ -90,10 +96,10 @@ def run_training(recipe_name: str, args) -> int:
         raise SharpkdError("training ended before the first validation: no weights written")
     state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)
     module.load_state_dict(state["state_dict"])
-    rows = epoch_rows(out / "logs" / "metrics.csv")
+    rows = epoch_rows([*previous_logs, out / log_version / "metrics.csv"])
     best_epoch = state["epoch"] + 1
     best_row = next((r for r in rows if r["epoch"] == best_epoch), {})
-    shutil.copyfile(out / "logs" / "metrics.csv", out / "metrics.csv")
+    write_metrics_csv(rows, out / "metrics.csv")
     title = f"{recipe_name} ({count_parameters(model):,} parameters)"
     plot_curves(rows, out / "curves.png", title)
     (out / "epochs.md").write_text(f"# {title}\n\n{epoch_table(rows, best_epoch)}")
@@ -106,7 +112,7 @@ def run_training(recipe_name: str, args) -> int:
                                                    "max_epochs", "residual")},
                  teacher=({"weights": str(args.teacher), "val_metrics": teacher_meta.get("val_metrics")}
                           if teacher is not None else None),
-                 command="sharpkd " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+                 command="sharpkd " + " ".join(shlex.quote(a) for a in getattr(args, "argv", sys.argv[1:])),
                  git_commit=git_commit(), wall_time_s=round(wall, 1), hardware=hardware(),
                  torch=torch.__version__)
     log.info("best epoch %d: %s; weights: %s", best_epoch,
