@@ -100,6 +100,12 @@ def quality(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
 
 def count_macs(model: torch.nn.Module, size: int = 64) -> float:
     """Multiply-accumulates per output pixel (the models are fully convolutional: MACs scale with pixels)."""
+    try:
+        from ..models.profile import count_macs as library_count
+    except ImportError:
+        library_count = None
+    if library_count is not None:
+        return library_count(model, size, size) / (size * size)
     from torch.utils.flop_counter import FlopCounterMode
 
     x = torch.zeros(1, 3, size, size)
@@ -147,6 +153,17 @@ class AppService:
         if role not in self.models:
             raise SharpkdError(f"unknown model {role!r}; choose from {', '.join(MODEL_ROLES)}")
         return self.models[role].sharpen(rgb)
+
+    @staticmethod
+    def fit_frame(rgb: np.ndarray, max_side: int) -> np.ndarray:
+        """Scale a frame down (area interpolation) so that its longer side is at most `max_side`."""
+        h, w = rgb.shape[:2]
+        if max(h, w) <= max_side:
+            return rgb
+        import cv2
+
+        scale = max_side / max(h, w)
+        return cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
     def compare(self, source, simulate_blur: bool = False, blur_kind: str = "Gaussian",
                 strength: float = 4.0, name: str | None = None) -> dict:

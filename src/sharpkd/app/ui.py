@@ -22,7 +22,11 @@ DEFAULT_CONCURRENCY = 2  # image requests run at the same time (2 CPU cores); th
 WEBCAM_CONCURRENCY = 4  # webcam sessions served at once (the student is small)
 QUEUE_SIZE = 64
 WEBCAM_SECONDS = 600  # a webcam stream stops after this long; press record again to go on
+WEBCAM_SIZE = (640, 480)  # asked of the camera: a video call's frame, and real time on a laptop CPU
 FPS_WINDOW_S = 2.0
+
+# The before/after slider stretches its images to the container's width and crops them; show them whole.
+CSS = "#slider img { object-fit: contain !important; }"
 
 INTRO = """# sharpkd: deblurring video-call frames
 A 469K-parameter **teacher** U-Net and the ~20K-parameter **student** distilled from it, side by side.
@@ -31,7 +35,7 @@ Images are processed at full resolution on this machine; nothing leaves it."""
 
 def _fail(exc: Exception):
     """A user mistake becomes a message in the page (and an error for API clients); the server goes on."""
-    raise gr.Error(str(exc), title="Cannot use this image", print_exception=False)
+    raise gr.Error(str(exc), duration=20, title="Cannot use this image", print_exception=False)
 
 
 def _upload_path(file) -> str | None:
@@ -66,7 +70,8 @@ def _models_markdown(info: list[dict]) -> str:
             "|---|---|---|---|---|---|---|"]
     for m in info:
         params = f"{m['parameters']:,}" if m["parameters"] is not None else "-"
-        rows.append(f"| {m['model']} ({m['arch']}) | {m['status']} | {params} | {describe_value(m['macs_per_pixel'])} "
+        macs = f"{m['macs_per_pixel']:,.0f}" if m["macs_per_pixel"] else "-"
+        rows.append(f"| {m['model']} ({m['arch']}) | {m['status']} | {params} | {macs} "
                     f"| {describe_value(m['gmacs_720p'])} | {describe_value(m['data'])} "
                     f"| {describe_value(m['val_metrics'])} |")
     rows.append("")
@@ -76,7 +81,8 @@ def _models_markdown(info: list[dict]) -> str:
 
 
 def build_app(service: AppService, examples_dir: str | os.PathLike | None = None) -> gr.Blocks:
-    """The gr.Blocks of the app (not launched). Endpoints: /compare, /sharpen, /webcam, /models."""
+    """The gr.Blocks of the app (not launched). API endpoints: /compare, /sharpen, /models (and /webcam, the
+    streaming event of the Webcam tab, which gradio_client cannot call: scripts send frames to /sharpen)."""
     examples = example_images(examples_dir)
 
     def compare(file, simulate_blur, blur_kind, strength, slider_role):
@@ -116,7 +122,8 @@ def build_app(service: AppService, examples_dir: str | os.PathLike | None = None
     def webcam_frame(frame, times):
         if frame is None:
             return gr.skip(), gr.skip(), times
-        out, ms = service.sharpen(np.ascontiguousarray(frame[..., :3]), "student")
+        frame = service.fit_frame(np.ascontiguousarray(frame[..., :3]), max(WEBCAM_SIZE))
+        out, ms = service.sharpen(frame, "student")
         now = time.perf_counter()
         times = [t for t in (times or []) if now - t <= FPS_WINDOW_S] + [now]
         fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
@@ -168,9 +175,12 @@ def build_app(service: AppService, examples_dir: str | os.PathLike | None = None
 
         with gr.Tab("Webcam", id="webcam"):
             gr.Markdown("Allow the camera and press **record**: frames go through the student as they arrive "
-                        f"(a stream stops after {WEBCAM_SECONDS // 60} minutes; press record again).")
+                        f"(frames larger than {max(WEBCAM_SIZE)} px are scaled down first; a stream stops after "
+                        f"{WEBCAM_SECONDS // 60} minutes: press record again).")
             with gr.Row():
-                cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Camera", elem_id="cam")
+                cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Camera", elem_id="cam",
+                               webcam_options=gr.WebcamOptions(mirror=True, constraints={"video": {
+                                   "width": {"ideal": WEBCAM_SIZE[0]}, "height": {"ideal": WEBCAM_SIZE[1]}}}))
                 live = gr.Image(label="Student, live", format="jpeg", interactive=False, elem_id="live")
             fps = gr.Textbox(label="Frames per second", interactive=False, elem_id="fps")
             times = gr.State([])
@@ -220,4 +230,4 @@ def serve(host: str = "127.0.0.1", port: int = 7860, teacher: str | None = None,
              service.models["teacher"].source, service.models["student"].source,
              f"{max_pixels / 1e6:g} MP" if max_pixels else "none")
     demo.launch(server_name=host, server_port=port, show_error=True, max_file_size=f"{int(max_file_mb)}mb",
-                allowed_paths=demo.sharpkd_allowed_paths, ssr_mode=False, quiet=False, inbrowser=False)
+                allowed_paths=demo.sharpkd_allowed_paths, css=CSS, ssr_mode=False, quiet=False, inbrowser=False)
