@@ -1,0 +1,222 @@
+"""Full-resolution sharpening: API shapes and dtypes, image modes, tiling, the `sharpen` command's files."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import sharpkd
+from sharpkd import cli
+from sharpkd.errors import SharpkdError
+from sharpkd.models import build_model, save_weights, shipped_weights_path
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / "s.safetensors"
+    save_weights(build_model("student"), path)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("SHARPKD_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="module")
+def sharpener(weights):
+    return sharpkd.load(str(weights))
+
+
+def _photo(h, w):
+    import skimage.data
+
+    return np.asarray(Image.fromarray(skimage.data.astronaut()).resize((w, h), Image.BICUBIC))
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+@pytest.mark.parametrize("hw", [(1, 1), (7, 13), (37, 61), (2, 5)])
+def test_any_size_shape_and_dtype(weights, backend, hw):
+    sh = sharpkd.load(str(weights), backend=backend)
+    img = np.random.default_rng(0).integers(0, 256, (*hw, 3), dtype=np.uint8)
+    out = sh.sharpen(img)
+    assert out.shape == img.shape and out.dtype == np.uint8
+
+
+def test_api_name_meta_frames(sharpener, weights):
+    assert sharpener.name == "s" and sharpener.meta["arch"] == "student"
+    frames = [np.full((16, 24, 3), v, np.uint8) for v in (0, 128, 255)]
+    outs = list(sharpener.sharpen_frames(iter(frames)))
+    assert len(outs) == 3 and all(o.shape == (16, 24, 3) for o in outs)
+    np.testing.assert_array_equal(outs[1], sharpener.sharpen(frames[1]))
+
+
+def test_output_is_the_model_at_full_resolution(weights):
+    """No resizing: the output equals the fp32 model applied to the frame as it is."""
+    sh = sharpkd.load(str(weights))
+    img = _photo(45, 70)
+    net, _ = sharpkd.load_weights(weights)
+    with torch.inference_mode():
+        ref = net(torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float() / 255)[0].permute(1, 2, 0).numpy()
+    assert np.abs(sh.sharpen(img).astype(float) / 255 - ref).max() <= 0.5 / 255 + 1e-6
+
+
+def test_bf16_close_to_fp32(weights):
+    img = _photo(64, 96)
+    a = sharpkd.inference.load(str(weights), precision="fp32").sharpen(img)
+    b = sharpkd.inference.load(str(weights), precision="bf16").sharpen(img)
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 6
+
+
+@pytest.mark.parametrize("bad", [np.zeros((4, 4), np.uint8), np.zeros((4, 4, 4), np.uint8),
+                                 np.zeros((4, 4, 3), np.float32), np.zeros((0, 4, 3), np.uint8)])
+def test_bad_arrays_are_user_errors(sharpener, bad):
+    with pytest.raises(SharpkdError):
+        sharpener.sharpen(bad)
+
+
+def test_tiled_matches_untiled_2000x1500(sharpener):
+    img = _photo(1500, 2000)
+    whole = sharpener.sharpen(img, tile=0)
+    tiled = sharpener.sharpen(img, tile=512, tile_overlap=32)
+    assert tiled.shape == whole.shape == img.shape
+    assert np.abs(whole.astype(int) - tiled.astype(int)).max() <= 1
+
+
+def test_tiling_is_automatic_above_the_pixel_budget(weights, monkeypatch):
+    sh = sharpkd.inference.load(str(weights))
+    sh.auto_tile_pixels = 100 * 100
+    calls = []
+    run = sh.run_array
+    monkeypatch.setattr(sh, "run_array", lambda x: calls.append(x.shape) or run(x))
+    sh.sharpen(_photo(130, 1100))
+    assert len(calls) == 3 and max(s[-1] for s in calls) <= 512 + 2 * 32
+
+
+# ------------------------------------------------------------------------------------------- the command
+def _write_modes(folder):
+    rng = np.random.default_rng(1)
+    rgb = _photo(37, 61)
+    Image.fromarray(rgb).save(folder / "rgb.jpg")
+    Image.fromarray(rgb[..., 0]).save(folder / "gray.png")
+    rgba = np.dstack([rgb, rng.integers(0, 256, rgb.shape[:2], dtype=np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(folder / "alpha.png")
+    Image.fromarray((rgb[..., 1].astype(np.uint16) * 257)).save(folder / "deep.png")  # I;16
+    Image.fromarray(rgb).convert("CMYK").save(folder / "cmyk.tif")
+    Image.fromarray(rgb).convert("P").save(folder / "pal.png")
+    (folder / "sub").mkdir()
+    Image.fromarray(rgb[:7, :13]).save(folder / "sub" / "small.png")
+    return rgba
+
+
+def test_sharpen_modes_and_layout(tmp_path, weights, caplog):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    rgba = _write_modes(src)
+    assert Image.open(src / "deep.png").mode.startswith("I;16")
+    assert cli.main(["sharpen", str(src), "-o", str(out), "--model", str(weights)]) == 0
+    names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    assert names == ["alpha.png", "cmyk.png", "deep.png", "gray.png", "pal.png", "rgb.png", "sub/small.png"]
+    modes = {n: Image.open(out / n) for n in names}
+    assert {n: im.size for n, im in modes.items()} == {**{n: (61, 37) for n in names}, "sub/small.png": (13, 7)}
+    assert modes["gray.png"].mode == "L" and modes["deep.png"].mode == "L"
+    assert modes["alpha.png"].mode == "RGBA" and modes["cmyk.png"].mode == "RGB" and modes["pal.png"].mode == "RGB"
+    np.testing.assert_array_equal(np.asarray(modes["alpha.png"])[..., 3], rgba[..., 3])
+    assert any("16-bit" in r.getMessage() for r in caplog.records)
+
+
+def test_exif_orientation_applied(tmp_path, weights):
+    img = Image.fromarray(_photo(20, 40))
+    exif = img.getexif()
+    exif[0x0112] = 6  # rotate 90: displayed 20 wide, 40 high
+    img.save(tmp_path / "rot.jpg", exif=exif)
+    assert cli.main(["sharpen", str(tmp_path / "rot.jpg"), "-o", str(tmp_path / "o"), "--model", str(weights)]) == 0
+    assert Image.open(tmp_path / "o" / "rot.png").size == (20, 40)
+
+
+def test_folder_with_a_corrupt_file(tmp_path, weights, capsys):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for i in range(3):
+        Image.fromarray(_photo(20 + i, 30)).save(src / f"ok{i}.png")
+    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    code = cli.main(["sharpen", str(src), "-o", str(out), "--model", str(weights)])
+    assert code == 1
+    assert sorted(p.name for p in out.iterdir()) == ["ok0.png", "ok1.png", "ok2.png"]
+    err = capsys.readouterr().err
+    assert "broken.jpg" in err and "Traceback" not in err
+
+
+def test_usage_errors_exit_2(tmp_path, weights, capsys):
+    assert cli.main(["sharpen", str(tmp_path / "missing.png"), "-o", str(tmp_path / "o"),
+                     "--model", str(weights)]) == 2
+    assert cli.main(["sharpen", str(tmp_path), "-o", str(tmp_path / "o"), "--model",
+                     str(tmp_path / "nope.safetensors")]) == 2
+    with pytest.raises(SystemExit) as e:
+        cli.main(["sharpen", "-o", str(tmp_path / "o")])
+    assert e.value.code == 2
+
+
+@pytest.mark.skipif(shipped_weights_path("student").exists(), reason="trained weights are shipped")
+def test_default_model_without_shipped_weights_is_one_line(tmp_path, capsys):
+    Image.fromarray(_photo(8, 8)).save(tmp_path / "a.png")
+    assert cli.main(["sharpen", str(tmp_path / "a.png"), "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "weights" in err
+
+
+def test_interrupted_write_leaves_no_partial_file(tmp_path, weights, monkeypatch):
+    """Ctrl-C while an output is being written: neither a half-written PNG nor a temporary file is left."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    Image.fromarray(_photo(40, 60)).save(src / "a.png")
+    real_save = Image.Image.save
+
+    def save_then_interrupt(self, fp, *a, **k):
+        real_save(self, fp, *a, **k)
+        with open(fp, "r+b") as f:  # a half-written file
+            f.truncate(10)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Image.Image, "save", save_then_interrupt)
+    assert cli.main(["sharpen", str(src), "-o", str(out), "--model", str(weights)]) == 130
+    assert not out.exists() or list(out.rglob("*")) == []
+
+
+def test_interrupt_between_files_keeps_finished_outputs(tmp_path, weights, monkeypatch):
+    from sharpkd.inference import files
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for n in ("a", "b", "c"):
+        Image.fromarray(_photo(30, 40)).save(src / f"{n}.png")
+    sh = sharpkd.load(str(weights))
+    calls = {"n": 0}
+    real = sh.sharpen
+
+    def interrupt_second(img, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(img, **k)
+
+    monkeypatch.setattr(sh, "sharpen", interrupt_second)
+    with pytest.raises(KeyboardInterrupt):
+        files.sharpen_files(sh, [src], out, progress=False)
+    assert [p.name for p in out.iterdir()] == ["a.png"]
+    Image.open(out / "a.png").load()
+
+
+def test_bench_reports_latency_macs_and_ratios():
+    from sharpkd.inference.bench import parse_sizes, run_bench
+
+    r = run_bench(parse_sizes("32x24"), models=("teacher", "student"), backends=("torch",), frames=3,
+                  max_seconds=5)
+    rows = {x["model"]: x for x in r["rows"]}
+    assert rows["teacher"]["gmacs"] > 10 * rows["student"]["gmacs"] > 0
+    assert all(x["frames"] == 3 and x["median_ms"] > 0 and x["threads"] >= 1 for x in r["rows"])
+    assert [q["kind"] for q in r["ratios"]] == ["student vs teacher"]
+    with pytest.raises(SharpkdError):
+        parse_sizes("12by3")
