@@ -98,6 +98,12 @@ def test_bad_upload_shows_a_message_and_the_page_keeps_working(page, tmp_path, p
                            f" return i && i.complete && i.naturalWidth === {width}; }}")
 
 
+def test_clicking_a_bundled_example_runs_it(page):
+    page.get_by_role("button", name="chelsea").click()  # scikit-image's chelsea, 451x300
+    page.wait_for_function("() => { const i = document.querySelector('#out-student img');"
+                           " return i && i.complete && i.naturalWidth === 451 && i.naturalHeight === 300; }")
+
+
 def test_webcam_tab_streams_through_the_student(page):
     page.get_by_role("tab", name="Webcam").click()
     page.get_by_text("Click to Access Webcam").click()

@@ -131,8 +131,7 @@ def build_app(service: AppService, examples_dir: str | os.PathLike | None = None
         return out, f"{fps:.1f} frames/s | student {ms:.0f} ms per {w}x{h} frame", times
 
     def models():
-        return [{k: v for k, v in m.items() if k != "sidecar"} | {"sidecar": m["sidecar"]}
-                for m in service.model_info()]
+        return service.model_info()
 
     info = service.model_info()
     untrained = [m["model"] for m in info if m["status"] != "trained"]
@@ -166,11 +165,16 @@ def build_app(service: AppService, examples_dir: str | os.PathLike | None = None
                     with gr.Accordion("Report (JSON)", open=False):
                         report = gr.JSON(label="report")
             last = gr.State()
-            gr.on([run_btn.click, upload.upload], compare, [upload, simulate, kind, strength, slider_role],
-                  [in_img, t_img, s_img, slider, report, metrics_md, last], api_name="compare",
-                  api_description="Sharpen an image with teacher and student (optionally blurring it first); "
-                                  "returns input, teacher, student, slider pair, report, summary"
-                  ).success(relabel, [report], [in_img, t_img, s_img], api_visibility="private", queue=False)
+            ins = [upload, simulate, kind, strength, slider_role]
+            outs = [in_img, t_img, s_img, slider, report, metrics_md, last]
+            run_btn.click(compare, ins, outs, api_name="compare",
+                          api_description="Sharpen an image with teacher and student (optionally blurring it "
+                                          "first); returns input, teacher, student, slider pair, report, summary"
+                          ).success(relabel, [report], [in_img, t_img, s_img], api_visibility="private", queue=False)
+            # An upload or a click on an example runs at once (clearing the file does nothing).
+            upload.change(lambda f, *rest: compare(f, *rest) if f else (gr.skip(),) * len(outs), ins, outs,
+                          api_visibility="private"
+                          ).success(relabel, [report], [in_img, t_img, s_img], api_visibility="private", queue=False)
             slider_role.change(reslide, [slider_role, last], [slider], api_visibility="private")
 
         with gr.Tab("Webcam", id="webcam"):
