@@ -99,3 +99,16 @@ def sharpkd_app_face(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("app-face") / "astronaut.png"
     Image.fromarray(np.ascontiguousarray(skimage.data.astronaut())).save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def weights(tmp_path_factory) -> Path:
+    """Untrained student weights (seeded) saved with a sidecar: for inference, export and video tests."""
+    import torch
+
+    from sharpkd.models import build_model, save_weights
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / "student.safetensors"
+    save_weights(build_model("student"), path)
+    return path

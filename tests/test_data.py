@@ -8,7 +8,7 @@ from PIL import Image
 
 from sharpkd.cli import main
 from sharpkd.data import (FixedPairs, PairedFolder, SharpCrops, DegradeCollate, build_degradation, kernel_from_params,
-                          load_split_images, make_pairs, paired_files, read_celeba_partition, split_folder, split_of)
+                          load_split_images, paired_files, read_celeba_partition, split_folder, split_of)
 from sharpkd.data.degradations import (CameraShakeBlur, DefocusBlur, GaussianBlur, MotionBlur)
 from sharpkd.data.datasets import to_tensor
 from sharpkd.errors import SharpkdError

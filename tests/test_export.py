@@ -18,14 +18,6 @@ def _cache(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "student.safetensors"
-    save_weights(build_model("student"), path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def exported(weights, tmp_path_factory):
     out = tmp_path_factory.mktemp("onnx") / "student.onnx"
     assert cli.main(["export", "--model", str(weights), "--format", "onnx", "-o", str(out)]) == 0

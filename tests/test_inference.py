@@ -9,15 +9,7 @@ from PIL import Image
 import sharpkd
 from sharpkd import cli
 from sharpkd.errors import SharpkdError
-from sharpkd.models import build_model, save_weights, shipped_weights_path
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "s.safetensors"
-    save_weights(build_model("student"), path)
-    return path
+from sharpkd.models import shipped_weights_path
 
 
 @pytest.fixture(autouse=True)

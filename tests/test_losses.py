@@ -70,3 +70,23 @@ def test_a_few_steps_lower_each_loss(name):
             opt.step()
             losses.append(loss.item())
         assert losses[-1] < losses[0]
+
+
+def test_losses_and_metrics_ignore_autocast():
+    """Inside a bf16-mixed training step the loss must still be computed in fp32: SSIM's variances in bf16
+    are noise (a teacher trained on them darkened its outputs)."""
+    torch.manual_seed(0)
+    sharp = torch.rand(2, 3, 48, 48)
+    blurry = torch.nn.functional.avg_pool2d(sharp, 3, 1, 1)
+    reference = (CombinedLoss()(blurry, sharp).item(), KDLoss()(blurry, sharp, sharp * 0.9).item(),
+                 ssim(blurry, sharp).item(), psnr(blurry, sharp).item())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = (CombinedLoss()(blurry, sharp).item(), KDLoss()(blurry, sharp, sharp * 0.9).item(),
+                  ssim(blurry, sharp).item(), psnr(blurry, sharp).item())
+    assert inside == pytest.approx(reference, rel=1e-6, abs=1e-6)
+
+
+def test_psnr_of_a_perfect_match_is_capped():
+    x = torch.rand(2, 3, 8, 8)
+    assert psnr(x, x).item() == pytest.approx(100.0)
+    assert psnr(x, x, reduction=None).shape == (2,)

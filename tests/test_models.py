@@ -88,3 +88,13 @@ def test_bf16_channels_last_student_trains_with_finite_gradients():
         opt.step()
         first = first if first is not None else loss.item()
     assert loss.item() < first
+
+
+@pytest.mark.parametrize("name", ["teacher", "student", "student_fast"])
+def test_residual_models_start_as_the_identity(name):
+    """A global-residual model starts by returning its input (zero-initialised last layer)."""
+    model = build_model(name, residual=True).eval()
+    x = torch.rand(1, 3, 29, 43)
+    with torch.no_grad():
+        assert torch.equal(model(x), x)
+    assert not torch.equal(build_model(name).eval()(x), x)

@@ -6,12 +6,10 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
-import torch
 
 import sharpkd
 from sharpkd import cli
 from sharpkd.inference.video import sharpen_video
-from sharpkd.models import build_model, save_weights
 
 FPS, N, W, H = 12, 18, 96, 64
 
@@ -54,14 +52,6 @@ def probe(path):
                 "duration": c.duration / 1e6}
         info["frames"] = sum(1 for _ in c.decode(video=0))
     return info
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "s.safetensors"
-    save_weights(build_model("student"), path)
-    return path
 
 
 @pytest.fixture(scope="module")

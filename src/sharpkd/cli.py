@@ -142,7 +142,9 @@ def _add_training_args(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--limit-images", type=int, help="use at most this many source images per split")
     p.add_argument("--crop", type=int, help="training crop size (default 128)")
     p.add_argument("--preset", help="degradation preset: seed (default), videocall, ...")
-    p.add_argument("--residual", action="store_true", default=None, help="global residual output variant")
+    p.add_argument("--arch", help="architecture from the registry (default: the recipe's; e.g. student_fast)")
+    p.add_argument("--residual", action=argparse.BooleanOptionalAction, default=None,
+                   help="global residual output (the recipes' default) or the seed's sigmoid output")
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     p.add_argument("--precision", help="bf16-mixed (default on CPU), 32-true, 16-mixed ...")

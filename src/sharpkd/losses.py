@@ -1,4 +1,5 @@
-"""Training losses: the teacher's CombinedLoss and the student's KDLoss (computed in fp32)."""
+"""Training losses: the teacher's CombinedLoss and the student's KDLoss, computed in fp32 with autocast off
+(inside a bf16-mixed training step, SSIM in bf16 is too coarse to train on)."""
 from __future__ import annotations
 
 import torch
@@ -15,6 +16,8 @@ class CombinedLoss(nn.Module):
         super().__init__()
         self.mse_weight, self.ssim_weight = mse_weight, ssim_weight
 
+    @torch.autocast("cpu", enabled=False)
+    @torch.autocast("cuda", enabled=False)
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         pred, target = pred.float(), target.float()
         return self.mse_weight * F.mse_loss(pred, target) + self.ssim_weight * (1 - ssim(pred, target))
@@ -29,6 +32,8 @@ class KDLoss(nn.Module):
         super().__init__()
         self.alpha, self.beta, self.gamma = alpha, beta, gamma
 
+    @torch.autocast("cpu", enabled=False)
+    @torch.autocast("cuda", enabled=False)
     def forward(self, student: torch.Tensor, target: torch.Tensor, teacher: torch.Tensor | None = None) -> torch.Tensor:
         student, target = student.float(), target.float()
         loss = self.beta * F.mse_loss(student, target) + self.gamma * (1 - ssim(student, target))

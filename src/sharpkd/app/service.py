@@ -20,7 +20,7 @@ from ..data.degradations import GaussianBlur, MotionBlur, Pipeline
 from ..data.io import DEFAULT_MAX_PIXELS, decode_image, write_image
 from ..errors import BadImageError, SharpkdError
 from ..metrics import psnr, ssim
-from ..models.registry import build_model
+from ..models import build_model, count_macs
 from ..models.weights import SHIPPED, shipped_weights_path
 
 log = logging.getLogger("sharpkd")
@@ -96,22 +96,6 @@ def quality(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
     """SSIM and PSNR (dB) of uint8 images, through sharpkd.metrics (the numbers of the evaluation)."""
     p, t = _tensor(pred), _tensor(target)
     return {"ssim": round(float(ssim(p, t)), 4), "psnr": round(float(psnr(p, t)), 2)}
-
-
-def count_macs(model: torch.nn.Module, size: int = 64) -> float:
-    """Multiply-accumulates per output pixel (the models are fully convolutional: MACs scale with pixels)."""
-    try:
-        from ..models.profile import count_macs as library_count
-    except ImportError:
-        library_count = None
-    if library_count is not None:
-        return library_count(model, size, size) / (size * size)
-    from torch.utils.flop_counter import FlopCounterMode
-
-    x = torch.zeros(1, 3, size, size)
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        model.eval()(x)
-    return counter.get_total_flops() / 2 / (size * size)
 
 
 def example_images(folder: str | os.PathLike | None = None) -> list[str]:
@@ -202,7 +186,7 @@ class AppService:
         macs = m.meta.get("macs_per_pixel")
         if macs is None and net is not None:
             try:
-                macs = count_macs(net)
+                macs = count_macs(net, 64, 64) / (64 * 64)
             except Exception as exc:  # a backend without a torch module: leave it out, say why in the log
                 log.debug("MAC count failed for %s: %s", m.role, exc)
         return {"model": m.role, "status": "trained" if m.trained else "untrained", "weights": m.source,

@@ -114,7 +114,7 @@ def _fmt_int(v):
 
 
 def report_markdown(result: dict) -> str:
-    lines = [f"# Evaluation\n", f"Data: {result['pairs']}.\n",
+    lines = ["# Evaluation\n", f"Data: {result['pairs']}.\n",
              "| Method | SSIM | PSNR (dB) | MAE | Parameters | MACs 128x128 | MACs 1280x720 | CPU latency 128x128 (ms) |",
              "|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:

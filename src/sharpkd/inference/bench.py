@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..errors import SharpkdError
-from ..models import build_model, count_parameters, load_weights
+from ..models import build_model, count_macs, count_parameters, load_weights
 from .sharpener import Sharpener, TorchBackend
 
 log = logging.getLogger("sharpkd")
@@ -33,29 +33,6 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
             raise SharpkdError(f"bad size {part!r}: width and height must be >= 1")
         sizes.append((w, h))
     return sizes
-
-
-def count_macs(model: nn.Module, height: int, width: int) -> int:
-    """Multiply-accumulates of the convolutions (and linear layers) for one HxW frame, padding included."""
-    total = 0
-
-    def conv_hook(mod, inp, out):
-        nonlocal total
-        if isinstance(mod, nn.ConvTranspose2d):
-            x = inp[0]
-            total += x.numel() * mod.out_channels * int(np.prod(mod.kernel_size)) // mod.groups
-        else:
-            total += out.numel() * (mod.in_channels // mod.groups) * int(np.prod(mod.kernel_size))
-
-    hooks = [m.register_forward_hook(conv_hook) for m in model.modules()
-             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
-    try:
-        with torch.inference_mode():
-            model.eval()(torch.zeros(1, 3, height, width))
-    finally:
-        for h in hooks:
-            h.remove()
-    return total
 
 
 def _model(name: str) -> tuple[nn.Module, dict, bool]:

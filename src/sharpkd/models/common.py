@@ -45,6 +45,15 @@ class RestorationNet(nn.Module):
     def body(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def init_output(self) -> None:
+        """With a global residual, start as the identity: zero the last layer of `self.head`. Measured on the
+        teacher (40 steps on shared/data): val SSIM 0.796 zero-initialised vs 0.770 default (input 0.781)."""
+        if self.residual:
+            last = [m for m in self.head.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))][-1]
+            nn.init.zeros_(last.weight)
+            if last.bias is not None:
+                nn.init.zeros_(last.bias)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         padded, (h, w) = pad_to_multiple(x, self.multiple)
         raw = self.body(padded)[..., :h, :w]

@@ -43,6 +43,7 @@ class LightStudentUNet(RestorationNet):
         self.dec1 = SeparableConv(c1, c1)
         self.refine = nn.Sequential(nn.Conv2d(c1, c1, 3, padding=1), nn.LeakyReLU(0.1, inplace=True))
         self.head = nn.Conv2d(c1, 3, 1)
+        self.init_output()
 
     def body(self, x: torch.Tensor) -> torch.Tensor:
         e1 = self.enc1(x)

@@ -39,6 +39,7 @@ class FastStudentUNet(RestorationNet):
         self.dec1 = SeparableConv(c1, c1)
         self.head = nn.Sequential(nn.Conv2d(c1, c1, 3, padding=1, groups=c1, bias=False),
                                   nn.ConvTranspose2d(c1, 3, 2, stride=2))
+        self.init_output()
 
     def body(self, x: torch.Tensor) -> torch.Tensor:
         e1 = self.stem(x)

@@ -30,6 +30,7 @@ class TeacherUNet(RestorationNet):
         self.up2, self.dec2 = nn.ConvTranspose2d(c3, c2, 2, stride=2), DoubleConv(2 * c2, c2)
         self.up1, self.dec1 = nn.ConvTranspose2d(c2, c1, 2, stride=2), DoubleConv(2 * c1, c1)
         self.head = nn.Conv2d(c1, 3, 3, padding=1)
+        self.init_output()
 
     def body(self, x: torch.Tensor) -> torch.Tensor:
         e1 = self.enc1(x)

@@ -62,9 +62,9 @@ def run_training(recipe_name: str, args) -> int:
     # Each (re)start logs to its own CSV folder (Lightning would overwrite); the epoch table merges them.
     previous_logs = sorted(out.glob("logs*/metrics.csv")) if resume else []
     log_version = f"logs_resumed{len(previous_logs)}" if resume else "logs"
-    if not resume:
-        for old in out.glob("logs_resumed*"):
-            shutil.rmtree(old)
+    if not resume:  # a fresh run: nothing of an earlier run in this folder may mix with it
+        for old in [ckpt_dir, out / "tb", *out.glob("logs*")]:
+            shutil.rmtree(old, ignore_errors=True)
 
     teacher, teacher_meta = None, {}
     if recipe_name.startswith("student") and recipe["loss"].get("alpha"):
