@@ -19,7 +19,8 @@ from ..models import count_macs, count_parameters, load_weights
 from .baselines import richardson_lucy, true_kernels, unsharp_mask
 
 log = logging.getLogger("sharpkd")
-LABELS = {"teacher": "Teacher U-Net", "student": "Student (KD)", "student_nokd": "Student (no KD)"}
+LABELS = {"teacher": "Teacher U-Net", "student": "Student (KD)", "student_nokd": "Student (no KD)",
+          "student_fast": "Fast student (KD)"}
 
 
 @torch.inference_mode()
@@ -93,20 +94,38 @@ def evaluate(args) -> dict:
         model = model.float().eval()
         methods[LABELS.get(name, name)] = (model, lambda x, m=model: _batched(
             lambda b: m(b.contiguous(memory_format=torch.channels_last)).float().clamp(0, 1), x))
-    rows, outputs = [], {}
+    rows, outputs, per_image_all = [], {}, {}
     for label, (model, fn) in methods.items():
         with torch.inference_mode():
             out = fn(blurry)
         outputs[label] = out
-        row = {"method": label, "ssim": ssim(out, sharp).item(), "psnr": psnr(out, sharp).item(),
+        per_image = {"ssim": ssim(out, sharp, reduction=None), "psnr": psnr(out, sharp, reduction=None)}
+        per_image_all[label] = per_image
+        row = {"method": label, "ssim": per_image["ssim"].mean().item(), "psnr": per_image["psnr"].mean().item(),
                "mae": mae(out, sharp).item()}
         if model is not None:
             row.update(parameters=count_parameters(model), macs_128=count_macs(model, 128, 128),
                        macs_720p=count_macs(model, 720, 1280), latency_ms_128=cpu_latency_ms(model))
         rows.append(row)
         log.info("%-40s SSIM %.4f  PSNR %.2f dB  MAE %.4f", label, row["ssim"], row["psnr"], row["mae"])
+    comparisons = [paired_difference(per_image_all, a, b) for a, b in
+                   ((LABELS["student"], LABELS["student_nokd"]),) if a in per_image_all and b in per_image_all]
     return {"pairs": description, "split": args.split, "threads": torch.get_num_threads(), "rows": rows,
+            "comparisons": comparisons,
             "_outputs": outputs, "_blurry": blurry, "_sharp": sharp}
+
+
+def paired_difference(per_image: dict, a: str, b: str, resamples: int = 2000, seed: int = 0) -> dict:
+    """Mean per-pair difference a - b on the same pairs, with a 95% bootstrap interval over the pairs. It
+    measures how much the evaluation set's sampling could move the gap, not run-to-run training noise."""
+    out = {"a": a, "b": b}
+    rng = np.random.default_rng(seed)
+    for metric in ("ssim", "psnr"):
+        d = (per_image[a][metric] - per_image[b][metric]).double().numpy()
+        boot = d[rng.integers(0, len(d), (resamples, len(d)))].mean(1)
+        out[metric] = {"mean": float(d.mean()), "ci95": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
+                       "a_better_fraction": float((d > 0).mean())}
+    return out
 
 
 def _fmt_int(v):
@@ -122,6 +141,11 @@ def report_markdown(result: dict) -> str:
         macs = [f"{r[k] / 1e6:,.1f} M" if k in r else "" for k in ("macs_128", "macs_720p")]
         lines.append(f"| {r['method']} | {r['ssim']:.4f} | {r['psnr']:.2f} | {r['mae']:.4f} | "
                      f"{_fmt_int(r.get('parameters'))} | {macs[0]} | {macs[1]} | {lat} |")
+    for c in result.get("comparisons", []):
+        lines.append(f"\n{c['a']} minus {c['b']} on the same pairs: SSIM {c['ssim']['mean']:+.4f} "
+                     f"(95% bootstrap interval {c['ssim']['ci95'][0]:+.4f} to {c['ssim']['ci95'][1]:+.4f}, "
+                     f"better on {c['ssim']['a_better_fraction']:.0%} of pairs), PSNR {c['psnr']['mean']:+.3f} dB "
+                     f"({c['psnr']['ci95'][0]:+.3f} to {c['psnr']['ci95'][1]:+.3f}).")
     lines.append(f"\nLatency: median of 30 batch-1 forwards, bf16 autocast + channels_last, "
                  f"{result['threads']} CPU threads. Metrics: SSIM (11x11 Gaussian, sigma 1.5), PSNR, MAE on [0, 1].\n")
     return "\n".join(lines)

@@ -77,14 +77,15 @@ def run_training(recipe_name: str, args) -> int:
     model = build_model(recipe["arch"], residual=bool(recipe.get("residual", False)))
     module = RestorationModule(model, recipe["loss"], lr=recipe["lr"], lr_factor=recipe["lr_factor"],
                                lr_patience=recipe["lr_patience"], min_lr=recipe["min_lr"], teacher=teacher)
-    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best-{epoch:02d}", monitor="val_ssim", mode="max",
-                           save_last=True)
+    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best-{epoch:02d}", monitor="val_ssim", mode="max")
+    # Lightning's save_last only writes when a new best is saved; --resume needs the latest epoch every time.
+    last = ModelCheckpoint(dirpath=ckpt_dir, filename="last", enable_version_counter=False)
     bar = RichProgressBar() if sys.stdout.isatty() else TQDMProgressBar(refresh_rate=max(1, 6400 // recipe["batch_size"] // 10))
     trainer = L.Trainer(
         default_root_dir=out, max_epochs=recipe["max_epochs"], precision=recipe["precision"],
         accelerator=args.accelerator, devices=args.devices, strategy=args.strategy,
         max_time=getattr(args, "max_time", None), num_sanity_val_steps=0, log_every_n_steps=10,
-        callbacks=[best, EarlyStopping("val_ssim", mode="max", patience=recipe["patience"]),
+        callbacks=[best, last, EarlyStopping("val_ssim", mode="max", patience=recipe["patience"]),
                    LearningRateMonitor("epoch"), bar],
         logger=[CSVLogger(out, name="", version=log_version), TensorBoardLogger(out, name="", version="tb")])
     started = time.time()

@@ -1,0 +1,41 @@
+"""The weights shipped in the package: they load without a download and really deblur a real face."""
+import numpy as np
+import pytest
+import torch
+
+import sharpkd
+from sharpkd.data.datasets import to_tensor
+from sharpkd.data.degradations import build_degradation
+from sharpkd.metrics import ssim
+from sharpkd.models import load_weights
+from sharpkd.models.weights import SHIPPED, shipped_weights_path
+
+from util import real_faces
+
+PRESENT = [n for n in SHIPPED if shipped_weights_path(n).is_file()]
+
+
+def test_teacher_and_students_are_shipped():
+    assert {"teacher", "student", "student_nokd"} <= set(PRESENT)
+    for name in PRESENT:
+        assert shipped_weights_path(name).stat().st_size < 5 * 2**20
+
+
+@pytest.mark.parametrize("name", PRESENT)
+def test_shipped_weights_sharpen_a_real_blurred_face(name):
+    model, meta = load_weights(name)
+    assert {"command", "data", "epochs", "best_epoch", "val_metrics", "git_commit"} <= set(meta)
+    faces = [f[:128, :128] for f in real_faces(6)]
+    sharp = to_tensor(np.stack(faces))
+    blurry, _ = build_degradation("seed")(sharp, np.random.default_rng(123))
+    blurry = (blurry * 255).round() / 255
+    with torch.no_grad():
+        out = model(blurry)
+    assert ssim(out, sharp).item() > ssim(blurry, sharp).item() + 0.01
+
+
+def test_load_by_name_through_the_public_api():
+    sharpener = sharpkd.load("student")
+    frame = np.random.default_rng(0).integers(0, 256, (37, 61, 3), dtype=np.uint8)
+    out = sharpener.sharpen(frame)
+    assert out.shape == frame.shape and out.dtype == np.uint8
