@@ -38,7 +38,7 @@ def test_any_size_shape_and_dtype(weights, backend, hw):
 
 
 def test_api_name_meta_frames(sharpener, weights):
-    assert sharpener.name == "s" and sharpener.meta["arch"] == "student"
+    assert sharpener.name == weights.stem and sharpener.meta["arch"] == "student"
     frames = [np.full((16, 24, 3), v, np.uint8) for v in (0, 128, 255)]
     outs = list(sharpener.sharpen_frames(iter(frames)))
     assert len(outs) == 3 and all(o.shape == (16, 24, 3) for o in outs)
@@ -151,12 +151,11 @@ def test_usage_errors_exit_2(tmp_path, weights, capsys):
     assert e.value.code == 2
 
 
-@pytest.mark.skipif(shipped_weights_path("student").exists(), reason="trained weights are shipped")
-def test_default_model_without_shipped_weights_is_one_line(tmp_path, capsys):
-    Image.fromarray(_photo(8, 8)).save(tmp_path / "a.png")
-    assert cli.main(["sharpen", str(tmp_path / "a.png"), "-o", str(tmp_path / "o")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "weights" in err
+def test_default_model_is_the_shipped_student(tmp_path):
+    assert shipped_weights_path("student").is_file()
+    Image.fromarray(_photo(21, 34)).save(tmp_path / "a.png")
+    assert cli.main(["sharpen", str(tmp_path / "a.png"), "-o", str(tmp_path / "o")]) == 0
+    assert Image.open(tmp_path / "o" / "a.png").size == (34, 21)
 
 
 def test_interrupted_write_leaves_no_partial_file(tmp_path, weights, monkeypatch):
