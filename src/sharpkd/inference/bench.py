@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..errors import SharpkdError
+from ..sysinfo import cpu_name
 from ..models import build_model, count_macs, count_parameters, load_weights
 from .sharpener import Sharpener, TorchBackend
 
@@ -63,14 +64,6 @@ def time_frames(sharpener: Sharpener, frame: np.ndarray, frames: int, warmup: in
 
 
 def hardware() -> dict:
-    name = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import os
 
     try:
@@ -79,7 +72,7 @@ def hardware() -> dict:
         load = None
     import onnxruntime
 
-    return {"cpu": name, "logical_cpus": os.cpu_count(), "load_average_1min": load, "torch": torch.__version__,
+    return {"cpu": cpu_name(), "logical_cpus": os.cpu_count(), "load_average_1min": load, "torch": torch.__version__,
             "onnxruntime": onnxruntime.__version__, "python": platform.python_version()}
 
 

@@ -3,7 +3,6 @@ restore the best checkpoint and write the run folder (weights + sidecar, metrics
 from __future__ import annotations
 
 import logging
-import platform
 import shlex
 import shutil
 import subprocess
@@ -18,6 +17,7 @@ from lightning.pytorch.callbacks import (EarlyStopping, LearningRateMonitor, Mod
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from ..errors import SharpkdError
+from ..sysinfo import cpu_name
 from ..models import build_model, count_parameters, load_weights, save_weights
 from .config import OVERRIDABLE, load_recipe
 from .datamodule import DeblurDataModule
@@ -36,14 +36,7 @@ def git_commit() -> str | None:
 
 
 def hardware() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
     return f"{cpu}, {torch.get_num_threads()} threads{gpu}"
 
