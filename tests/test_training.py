@@ -58,11 +58,11 @@ def test_resume_continues_from_the_last_checkpoint(teacher_run, tiny_data):
     assert meta["epochs"] == 3
 
 
-@pytest.mark.parametrize("kd", [True, False], ids=["kd", "nokd"])
-def test_distill_and_ablation_runs(kd, teacher_run, tiny_data, tmp_path):
+@pytest.mark.parametrize("kd,pairs", [(True, "64"), (True, "0"), (False, "64")], ids=["kd-cached", "kd-live", "nokd"])
+def test_distill_and_ablation_runs(kd, pairs, teacher_run, tiny_data, tmp_path):
     out = tmp_path / "student"
     args = ["distill", "--data", str(tiny_data), "--out", str(out), "--teacher", str(teacher_run / "model.safetensors"),
-            *TINY, "--no-residual"]  # the seed's sigmoid student: starts far from the target, so its loss must fall
+            *TINY, "--train-pairs", pairs, "--no-residual"]  # the seed's sigmoid student: its loss must fall
     assert main(args + ([] if kd else ["--no-kd"])) == 0
     losses = _losses(out)
     assert len(losses) == 2 and losses[1] < losses[0]
@@ -70,6 +70,40 @@ def test_distill_and_ablation_runs(kd, teacher_run, tiny_data, tmp_path):
     assert meta["arch"] == "student" and meta["recipe"] == ("student_kd" if kd else "student_nokd")
     assert (meta["teacher"] is not None) == kd
     assert meta["training"]["loss"]["alpha"] == (0.7 if kd else 0.0)
+    assert meta["training"]["train_pairs"] == int(pairs)
+    assert len(list(out.glob("cache/teacher-*.safetensors"))) == (1 if kd and pairs != "0" else 0)
+
+
+def test_teacher_cache_matches_the_teacher_and_is_reused(teacher_run, tiny_data, caplog):
+    from sharpkd.data import build_degradation, fixed_pair_tensors, load_split_images
+    from sharpkd.training.teacher_cache import cached_teacher_outputs
+
+    teacher, _ = load_weights(teacher_run / "model.safetensors")
+    blurry, sharp = fixed_pair_tensors(load_split_images(tiny_data, "train"), build_degradation("seed"), 40,
+                                       size=32, seed=3, chunk=16)
+    assert blurry.shape == sharp.shape == (40, 3, 32, 32) and blurry.dtype == torch.uint8
+    again, _ = fixed_pair_tensors(load_split_images(tiny_data, "train"), build_degradation("seed"), 40, size=32, seed=3)
+    assert torch.equal(blurry, again)  # seeded: chunking does not change the pairs
+    cache = teacher_run / "cache-test"
+    with caplog.at_level("INFO", logger="sharpkd"):
+        first = cached_teacher_outputs(teacher, teacher_run / "model.safetensors", blurry, cache)
+        second = cached_teacher_outputs(teacher, teacher_run / "model.safetensors", blurry, cache)
+    assert "computed" in caplog.text and "read 40" in caplog.text and torch.equal(first, second)
+    with torch.no_grad():
+        exact = teacher(blurry.float() / 255).clamp(0, 1) * 255
+    assert (first.float() - exact).abs().mean() < 1.0  # bf16 + 8-bit: under one grey level on average
+    other = cached_teacher_outputs(teacher, teacher_run / "model.safetensors", blurry.flip(-1).contiguous(), cache)
+    assert len(list(cache.glob("teacher-*.safetensors"))) == 2 and not torch.equal(other, first)
+
+
+def test_seed_changes_training_but_not_the_split(tiny_data):
+    from sharpkd.training.datamodule import DeblurDataModule
+
+    dms = [DeblurDataModule(str(tiny_data), crop=32, val_size=8, seed=s, train_pairs=16, num_workers=0) for s in (0, 1)]
+    for dm in dms:
+        dm.setup()
+    assert torch.equal(dms[0].val_set.blurry, dms[1].val_set.blurry)
+    assert not torch.equal(dms[0].train_set.tensors[0], dms[1].train_set.tensors[0])
 
 
 def test_resume_without_checkpoint_and_missing_teacher_are_one_line_errors(tiny_data, tmp_path, capsys):

@@ -145,7 +145,12 @@ def _add_training_args(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--arch", help="architecture from the registry (default: the recipe's; e.g. student_fast)")
     p.add_argument("--residual", action=argparse.BooleanOptionalAction, default=None,
                    help="global residual output (the recipes' default) or the seed's sigmoid output")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, help="initialisation and sampling (the split stays fixed by --split-seed)")
+    p.add_argument("--split-seed", type=int, help="train/val split and validation pairs (default 0)")
+    p.add_argument("--train-pairs", type=int,
+                   help="train on this many fixed pairs (0: fresh degradations every epoch); distill caches the "
+                        "teacher's outputs on them")
+    p.add_argument("--cache-dir", help="where distill keeps the teacher's outputs (default RUN/cache)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     p.add_argument("--precision", help="bf16-mixed (default on CPU), 32-true, 16-mixed ...")
     p.add_argument("--accelerator", default="auto")

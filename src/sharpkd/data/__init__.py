@@ -1,7 +1,7 @@
 """Reading, degrading and splitting images: everything before the models."""
-from .datasets import (DegradeCollate, FixedPairs, PairedFolder, SharpCrops, center_crop, list_images,
-                       load_images, load_split_images, paired_files, random_crop, read_celeba_partition,
-                       split_folder, split_of, to_tensor)
+from .datasets import (DegradeCollate, FixedPairs, PairedFolder, PairTensors, SharpCrops, center_crop,
+                       fixed_pair_tensors, list_images, load_images, load_split_images, paired_files, random_crop,
+                       read_celeba_partition, split_folder, split_of, to_tensor, to_uint8)
 from .degradations import (JPEG, CameraShakeBlur, DefocusBlur, Degradation, Downscale, GaussianBlur,
                            GaussianNoise, KernelBlur, MotionBlur, OneOf, Pipeline, PRESETS, build_degradation,
                            kernel_from_params)

@@ -231,6 +231,37 @@ class FixedPairs(Dataset):
         return self.blurry[i], self.sharp[i]
 
 
+class PairTensors(Dataset):
+    """Pairs held as uint8 (N, 3, H, W) tensors (a quarter of float32's memory), plus any extra targets of
+    the same shape (a teacher's outputs); items come out as float in [0, 1]."""
+
+    def __init__(self, *tensors: torch.Tensor):
+        if not tensors or any(t.dtype != torch.uint8 or t.shape != tensors[0].shape for t in tensors):
+            raise ValueError("PairTensors needs uint8 tensors of one shape")
+        self.tensors = tensors
+
+    def __len__(self):
+        return len(self.tensors[0])
+
+    def __getitem__(self, i):
+        return tuple(t[i].float().div_(255) for t in self.tensors)
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    return x.clamp(0, 1).mul(255).round_().to(torch.uint8)
+
+
+def fixed_pair_tensors(images: list[np.ndarray], pipeline: Pipeline, count: int, size: int = 128, seed: int = 0,
+                       chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """`FixedPairs`' `count` seeded pairs as uint8 (blurry, sharp), made `chunk` at a time to bound memory."""
+    blurry, sharp = [], []
+    for start in range(0, count, chunk):
+        part = FixedPairs(images, pipeline, count=min(chunk, count - start), size=size, seed=seed, start=start)
+        blurry.append(to_uint8(part.blurry))
+        sharp.append(to_uint8(part.sharp))
+    return torch.cat(blurry), torch.cat(sharp)
+
+
 def find_pair_folders(root: str | os.PathLike) -> list[tuple[Path, Path]]:
     """Every `blur/` folder under `root` with a `sharp/` sibling (GoPro: `*/blur`, `*/sharp`)."""
     root = Path(root)

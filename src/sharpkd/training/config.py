@@ -9,7 +9,7 @@ from ..errors import SharpkdError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 OVERRIDABLE = ("max_epochs", "epoch_size", "val_size", "batch_size", "lr", "patience", "limit_images", "crop",
-               "preset", "residual", "seed", "precision", "num_workers", "arch")
+               "preset", "residual", "seed", "split_seed", "train_pairs", "precision", "num_workers", "arch")
 
 
 def load_recipe(name: str, path: str | None = None, overrides: dict | None = None) -> dict:
@@ -23,6 +23,8 @@ def load_recipe(name: str, path: str | None = None, overrides: dict | None = Non
     except yaml.YAMLError as exc:
         raise SharpkdError(f"{file}: not valid YAML ({str(exc).splitlines()[0]})") from None
     recipe.setdefault("limit_images", None)
+    recipe.setdefault("split_seed", 0)
+    recipe.setdefault("train_pairs", 0)
     for key, value in (overrides or {}).items():
         if value is not None:
             recipe[key] = value

@@ -1,4 +1,5 @@
-"""DeblurDataModule: fresh random crops and degradations for training, fixed seeded pairs for validation.
+"""DeblurDataModule: fresh random crops and degradations for training (or `train_pairs` fixed pairs, which
+a teacher's cached outputs can join), fixed seeded pairs for validation.
 
 `data` is a folder of sharp images (any layout; CelebA's partition file is honoured) or a folder of
 paired `blur/` + `sharp/` images, read as they are."""
@@ -8,10 +9,11 @@ import logging
 from pathlib import Path
 
 import lightning as L
-from torch.utils.data import DataLoader
+import torch
+from torch.utils.data import DataLoader, RandomSampler
 
-from ..data.datasets import (DegradeCollate, FixedPairs, PairedFolder, SharpCrops, find_pair_folders,
-                             load_images, paired_files, split_folder)
+from ..data.datasets import (DegradeCollate, FixedPairs, PairedFolder, PairTensors, SharpCrops,
+                             find_pair_folders, fixed_pair_tensors, load_images, paired_files, split_folder)
 from ..data.degradations import build_degradation
 from ..errors import SharpkdError
 
@@ -21,7 +23,7 @@ log = logging.getLogger("sharpkd")
 class DeblurDataModule(L.LightningDataModule):
     def __init__(self, data: str, preset: str = "seed", crop: int = 128, batch_size: int = 16,
                  epoch_size: int = 6400, val_size: int = 1600, seed: int = 0, limit_images: int | None = None,
-                 num_workers: int = 1, max_side: int = 256):
+                 num_workers: int = 1, max_side: int = 256, split_seed: int = 0, train_pairs: int = 0):
         super().__init__()
         self.root = Path(data)
         if not self.root.is_dir():
@@ -29,7 +31,8 @@ class DeblurDataModule(L.LightningDataModule):
         self.pipeline = build_degradation(preset)
         self.paired = bool(find_pair_folders(self.root))
         self.kw = dict(preset=preset, crop=crop, batch_size=batch_size, epoch_size=epoch_size, val_size=val_size,
-                       seed=seed, limit_images=limit_images, num_workers=num_workers, max_side=max_side)
+                       seed=seed, limit_images=limit_images, num_workers=num_workers, max_side=max_side,
+                       split_seed=split_seed, train_pairs=train_pairs)
         self.info: dict = {"folder": str(self.root.resolve()), "paired": self.paired, "preset": preset}
         self._prepared = False
 
@@ -43,7 +46,9 @@ class DeblurDataModule(L.LightningDataModule):
             self.val_set = PairedFolder(val[:k["limit_images"]], crop=None)
             self.info.update(train_images=len(self.train_set.pairs), val_images=len(self.val_set.pairs))
         else:
-            files = split_folder(self.root, k["seed"])
+            # The split and the validation pairs follow split_seed only: runs with other --seed values
+            # are compared on the same validation images and never train on them.
+            files = split_folder(self.root, k["split_seed"])
             train_files = files.files("train")[:k["limit_images"]]
             val_files = files.files("val")[:k["limit_images"]]
             if not train_files or not val_files:
@@ -53,19 +58,37 @@ class DeblurDataModule(L.LightningDataModule):
             val_imgs = load_images(val_files, k["max_side"], "validation images")
             if not train_imgs or not val_imgs:
                 raise SharpkdError(f"{self.root}: no readable image in the train or val split")
-            self.train_set = SharpCrops(train_imgs, size=k["crop"], epoch_size=k["epoch_size"])
-            self.val_set = FixedPairs(val_imgs, self.pipeline, count=k["val_size"], size=k["crop"], seed=k["seed"])
+            if k["train_pairs"]:
+                self.train_set = PairTensors(*fixed_pair_tensors(train_imgs, self.pipeline, k["train_pairs"],
+                                                                 size=k["crop"], seed=k["seed"]))
+                self.info["train_pairs"] = k["train_pairs"]
+            else:
+                self.train_set = SharpCrops(train_imgs, size=k["crop"], epoch_size=k["epoch_size"])
+            self.val_set = FixedPairs(val_imgs, self.pipeline, count=k["val_size"], size=k["crop"],
+                                      seed=k["split_seed"])
             self.info.update(layout=files.layout, train_images=len(train_imgs), val_images=len(val_imgs),
                              val_pairs=k["val_size"])
         log.info("data: %s", ", ".join(f"{a}={b}" for a, b in self.info.items()))
         self._prepared = True
 
+    @property
+    def fixed_pairs(self) -> bool:
+        return isinstance(self.train_set, PairTensors)
+
+    def add_train_targets(self, targets: torch.Tensor) -> None:
+        """Join per-pair targets (a teacher's uint8 outputs) to the fixed training pairs."""
+        self.train_set = PairTensors(*self.train_set.tensors[:2], targets)
+
     def train_dataloader(self):
-        w = self.kw["num_workers"]
+        w, bs = self.kw["num_workers"], self.kw["batch_size"]
+        if self.fixed_pairs:  # an epoch is epoch_size pairs drawn afresh from the fixed set
+            sampler = RandomSampler(self.train_set, num_samples=self.kw["epoch_size"])
+            return DataLoader(self.train_set, batch_size=bs, sampler=sampler, num_workers=w,
+                              drop_last=self.kw["epoch_size"] >= bs,
+                              persistent_workers=w > 0)
         collate = None if self.paired else DegradeCollate(self.pipeline)
-        return DataLoader(self.train_set, batch_size=self.kw["batch_size"], shuffle=self.paired, num_workers=w,
-                          collate_fn=collate, drop_last=len(self.train_set) >= self.kw["batch_size"],
-                          persistent_workers=w > 0)
+        return DataLoader(self.train_set, batch_size=bs, shuffle=self.paired, num_workers=w,
+                          collate_fn=collate, drop_last=len(self.train_set) >= bs, persistent_workers=w > 0)
 
     def val_dataloader(self):
         return DataLoader(self.val_set, batch_size=1 if self.paired else 64, shuffle=False)

@@ -1,5 +1,5 @@
 """RestorationModule: one LightningModule for the teacher (CombinedLoss) and the student (KDLoss, with or
-without the frozen teacher)."""
+without the frozen teacher, whose outputs come with the batch when cached or are computed here)."""
 from __future__ import annotations
 
 import lightning as L
@@ -27,6 +27,7 @@ class RestorationModule(L.LightningModule):
         if teacher is not None:
             self.teacher = teacher.eval().requires_grad_(False).to(memory_format=torch.channels_last)
         self.lr, self.lr_factor, self.lr_patience, self.min_lr = lr, lr_factor, lr_patience, min_lr
+        self._val_teacher: dict[int, torch.Tensor] = {}  # the fixed validation pairs' teacher outputs
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -37,18 +38,20 @@ class RestorationModule(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x.contiguous(memory_format=torch.channels_last))
 
-    def _loss(self, pred, sharp, blurry):
+    def _teacher(self, blurry, given=None):
+        if given is not None or self.teacher is None or not getattr(self.loss_fn, "alpha", 0):
+            return given
+        with torch.no_grad():
+            return self.teacher(blurry.contiguous(memory_format=torch.channels_last))
+
+    def _loss(self, pred, sharp, target_t=None):
         if isinstance(self.loss_fn, KDLoss):
-            target_t = None
-            if self.teacher is not None and self.loss_fn.alpha:
-                with torch.no_grad():
-                    target_t = self.teacher(blurry.contiguous(memory_format=torch.channels_last))
             return self.loss_fn(pred, sharp, target_t)
         return self.loss_fn(pred, sharp)
 
     def training_step(self, batch, batch_idx):
-        blurry, sharp = batch
-        loss = self._loss(self(blurry), sharp, blurry)
+        blurry, sharp, *cached = batch
+        loss = self._loss(self(blurry), sharp, self._teacher(blurry, *cached))
         if not torch.isfinite(loss):
             raise NonFiniteError(f"training loss became non-finite at step {self.global_step}: stopped "
                                  "(the last good checkpoint is kept; try --precision 32-true)")
@@ -65,7 +68,9 @@ class RestorationModule(L.LightningModule):
         blurry, sharp = batch
         pred = self(blurry).float().clamp(0, 1)
         n = len(blurry)
-        self.log_dict({"val_loss": self._loss(pred, sharp, blurry), "val_ssim": ssim(pred, sharp),
+        if batch_idx not in self._val_teacher:
+            self._val_teacher[batch_idx] = self._teacher(blurry)
+        self.log_dict({"val_loss": self._loss(pred, sharp, self._val_teacher[batch_idx]), "val_ssim": ssim(pred, sharp),
                        "val_psnr": psnr(pred, sharp), "val_mae": mae(pred, sharp)},
                       on_epoch=True, prog_bar=False, batch_size=n)
 

@@ -18,10 +18,11 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from ..errors import SharpkdError
 from ..sysinfo import cpu_name
-from ..models import build_model, count_parameters, load_weights, save_weights
+from ..models import build_model, count_parameters, load_weights, resolve_weights, save_weights
 from .config import OVERRIDABLE, load_recipe
 from .datamodule import DeblurDataModule
 from .module import RestorationModule
+from .teacher_cache import cached_teacher_outputs
 from .report import epoch_rows, epoch_table, plot_curves, write_metrics_csv
 
 log = logging.getLogger("sharpkd")
@@ -65,8 +66,16 @@ def run_training(recipe_name: str, args) -> int:
     data = DeblurDataModule(args.data, preset=recipe["preset"], crop=recipe["crop"],
                             batch_size=recipe["batch_size"], epoch_size=recipe["epoch_size"],
                             val_size=recipe["val_size"], seed=recipe["seed"], limit_images=recipe["limit_images"],
-                            num_workers=recipe["num_workers"])
+                            num_workers=recipe["num_workers"], split_seed=recipe["split_seed"],
+                            train_pairs=recipe["train_pairs"])
     data.setup("fit")
+    if teacher is not None and data.fixed_pairs:
+        if torch.cuda.is_available():
+            teacher.cuda()
+        data.add_train_targets(cached_teacher_outputs(teacher, resolve_weights(args.teacher),
+                                                      data.train_set.tensors[0],
+                                                      getattr(args, "cache_dir", None) or out / "cache"))
+        teacher.cpu()
     model = build_model(recipe["arch"], residual=bool(recipe.get("residual", False)))
     module = RestorationModule(model, recipe["loss"], lr=recipe["lr"], lr_factor=recipe["lr_factor"],
                                lr_patience=recipe["lr_patience"], min_lr=recipe["min_lr"], teacher=teacher)
@@ -103,7 +112,7 @@ def run_training(recipe_name: str, args) -> int:
                  val_metrics={k.removeprefix("val_"): best_row[k] for k in ("val_ssim", "val_psnr", "val_mae", "val_loss")
                               if k in best_row},
                  training={k: recipe[k] for k in ("loss", "batch_size", "lr", "patience", "precision", "seed",
-                                                   "max_epochs", "residual")},
+                                                   "split_seed", "train_pairs", "max_epochs", "residual")},
                  teacher=({"weights": str(args.teacher), "val_metrics": teacher_meta.get("val_metrics")}
                           if teacher is not None else None),
                  command="sharpkd " + " ".join(shlex.quote(a) for a in getattr(args, "argv", sys.argv[1:])),
