@@ -118,15 +118,18 @@ def test_evaluate_writes_both_reports_with_every_row(teacher_run, tiny_data, tmp
     out = tmp_path / "eval"
     w = teacher_run / "model.safetensors"
     assert main(["evaluate", "--data", str(tiny_data), "--split", "all", "--count", "12", "--size", "32",
-                 "--models", f"teacher={w},student={w},student_nokd={w}", "--out", str(out)]) == 0
+                 "--models", f"teacher={w},student={w},student_nokd={w},student@1={w}", "--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
     methods = [r["method"] for r in report["rows"]]
     assert methods == ["Blurry input", "Unsharp mask", "Richardson-Lucy (true kernel, oracle)", "Teacher U-Net",
-                       "Student (KD)", "Student (no KD)"]
+                       "Student (KD)", "Student (no KD)", "Student (KD) @1"]
     teacher_row = report["rows"][3]
     assert teacher_row["parameters"] > 400_000 and teacher_row["macs_720p"] > teacher_row["macs_128"] > 0
     assert teacher_row["latency_ms_128"] > 0
     md = (out / "report.md").read_text()
     assert all(m in md for m in methods) and (out / "grid.png").stat().st_size > 1000
+    [seeds] = report["seeds"]  # the same weights twice: two runs, no spread
+    assert seeds["model"] == "Student (KD)" and seeds["runs"] == 2 and seeds["ssim"]["sd"] == 0
+    assert seeds["ssim"]["mean"] == report["rows"][4]["ssim"] and "Across training seeds" in md
     # The oracle deconvolution really deblurs: it beats the blurry input.
     assert report["rows"][2]["psnr"] > report["rows"][0]["psnr"]

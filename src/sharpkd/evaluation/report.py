@@ -71,10 +71,34 @@ def _batched(fn, x: torch.Tensor, batch: int = 64) -> torch.Tensor:
 
 
 def _parse_models(spec: str) -> list[tuple[str, str]]:
+    """"teacher,student,student@1=runs/s1/model.safetensors" -> [(name, weights)]; `name@k` is another
+    training seed of `name`, grouped with it in the seeds table."""
     out = []
     for item in filter(None, (s.strip() for s in spec.split(","))):
         name, _, path = item.partition("=")
         out.append((name, path or name))
+    return out
+
+
+def _label(name: str) -> str:
+    base, _, run = name.partition("@")
+    return LABELS.get(base, base) + (f" @{run}" if run else "")
+
+
+def seed_summary(rows: list[dict], names: dict[str, str]) -> list[dict]:
+    """Mean and standard deviation over the training seeds of each model evaluated more than once."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        if r["method"] in names:
+            groups.setdefault(names[r["method"]].partition("@")[0], []).append(r)
+    out = []
+    for base, runs in groups.items():
+        if len(runs) > 1:
+            entry = {"model": LABELS.get(base, base), "runs": len(runs)}
+            for m in ("ssim", "psnr"):
+                v = [r[m] for r in runs]
+                entry[m] = {"mean": statistics.mean(v), "sd": statistics.stdev(v), "min": min(v), "max": max(v)}
+            out.append(entry)
     return out
 
 
@@ -85,6 +109,7 @@ def evaluate(args) -> dict:
     if kernels:
         methods["Richardson-Lucy (true kernel, oracle)"] = (
             None, lambda x: torch.cat([richardson_lucy(x[i:i + 64], kernels[i:i + 64]) for i in range(0, len(x), 64)]))
+    names = {}
     for name, source in _parse_models(args.models):
         try:
             model, meta = load_weights(source)
@@ -92,7 +117,8 @@ def evaluate(args) -> dict:
             log.warning("skipping %s: %s", name, exc)
             continue
         model = model.float().eval()
-        methods[LABELS.get(name, name)] = (model, lambda x, m=model: _batched(
+        names[_label(name)] = name
+        methods[_label(name)] = (model, lambda x, m=model: _batched(
             lambda b: m(b.contiguous(memory_format=torch.channels_last)).float().clamp(0, 1), x))
     rows, outputs, per_image_all = [], {}, {}
     for label, (model, fn) in methods.items():
@@ -111,7 +137,7 @@ def evaluate(args) -> dict:
     comparisons = [paired_difference(per_image_all, a, b) for a, b in
                    ((LABELS["student"], LABELS["student_nokd"]),) if a in per_image_all and b in per_image_all]
     return {"pairs": description, "split": args.split, "threads": torch.get_num_threads(), "rows": rows,
-            "comparisons": comparisons,
+            "comparisons": comparisons, "seeds": seed_summary(rows, names),
             "_outputs": outputs, "_blurry": blurry, "_sharp": sharp}
 
 
@@ -146,6 +172,11 @@ def report_markdown(result: dict) -> str:
                      f"(95% bootstrap interval {c['ssim']['ci95'][0]:+.4f} to {c['ssim']['ci95'][1]:+.4f}, "
                      f"better on {c['ssim']['a_better_fraction']:.0%} of pairs), PSNR {c['psnr']['mean']:+.3f} dB "
                      f"({c['psnr']['ci95'][0]:+.3f} to {c['psnr']['ci95'][1]:+.3f}).")
+    if result.get("seeds"):
+        lines += ["\nAcross training seeds (the run-to-run noise):\n",
+                  "| Model | Runs | SSIM mean | SSIM sd | PSNR mean (dB) | PSNR sd |", "|---|---|---|---|---|---|"]
+        lines += [f"| {g['model']} | {g['runs']} | {g['ssim']['mean']:.4f} | {g['ssim']['sd']:.4f} | "
+                  f"{g['psnr']['mean']:.2f} | {g['psnr']['sd']:.3f} |" for g in result["seeds"]]
     lines.append(f"\nLatency: median of 30 batch-1 forwards, bf16 autocast + channels_last, "
                  f"{result['threads']} CPU threads. Metrics: SSIM (11x11 Gaussian, sigma 1.5), PSNR, MAE on [0, 1].\n")
     return "\n".join(lines)
