@@ -145,8 +145,8 @@ def _add_training_args(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--arch", help="architecture from the registry (default: the recipe's; e.g. student_fast)")
     p.add_argument("--residual", action=argparse.BooleanOptionalAction, default=None,
                    help="global residual output (the recipes' default) or the seed's sigmoid output")
-    p.add_argument("--seed", type=int, help="initialisation and sampling (the split stays fixed by --split-seed)")
-    p.add_argument("--split-seed", type=int, help="train/val split and validation pairs (default 0)")
+    p.add_argument("--seed", type=int, help="initialisation and sampling order (the data stay fixed by --split-seed)")
+    p.add_argument("--split-seed", type=int, help="train/val split, fixed training and validation pairs (default 0)")
     p.add_argument("--train-pairs", type=int,
                    help="train on this many fixed pairs (0: fresh degradations every epoch); distill caches the "
                         "teacher's outputs on them")

@@ -46,8 +46,9 @@ class DeblurDataModule(L.LightningDataModule):
             self.val_set = PairedFolder(val[:k["limit_images"]], crop=None)
             self.info.update(train_images=len(self.train_set.pairs), val_images=len(self.val_set.pairs))
         else:
-            # The split and the validation pairs follow split_seed only: runs with other --seed values
-            # are compared on the same validation images and never train on them.
+            # The data (split, fixed training and validation pairs) follow split_seed only: runs with other
+            # --seed values (initialisation, order) see the same pairs, share a teacher cache, and never
+            # train on the validation images.
             files = split_folder(self.root, k["split_seed"])
             train_files = files.files("train")[:k["limit_images"]]
             val_files = files.files("val")[:k["limit_images"]]
@@ -60,7 +61,7 @@ class DeblurDataModule(L.LightningDataModule):
                 raise SharpkdError(f"{self.root}: no readable image in the train or val split")
             if k["train_pairs"]:
                 self.train_set = PairTensors(*fixed_pair_tensors(train_imgs, self.pipeline, k["train_pairs"],
-                                                                 size=k["crop"], seed=k["seed"]))
+                                                                 size=k["crop"], seed=k["split_seed"]))
                 self.info["train_pairs"] = k["train_pairs"]
             else:
                 self.train_set = SharpCrops(train_imgs, size=k["crop"], epoch_size=k["epoch_size"])
