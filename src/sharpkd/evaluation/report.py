@@ -20,7 +20,9 @@ from .baselines import richardson_lucy, true_kernels, unsharp_mask
 
 log = logging.getLogger("sharpkd")
 LABELS = {"teacher": "Teacher U-Net", "student": "Student (KD)", "student_nokd": "Student (no KD)",
-          "student_fast": "Fast student (KD)"}
+          "student_fast": "Fast student (KD)", "student_gtmse": "Student (no KD, GT MSE weight 1.0)",
+          "student_videocall": "Student (no KD, trained on videocall)"}
+GRID = [LABELS[k] for k in ("teacher", "student", "student_nokd", "student_fast")]
 
 
 @torch.inference_mode()
@@ -189,7 +191,7 @@ def save_grid(result: dict, path: Path, samples: int = 6) -> None:
     import matplotlib.pyplot as plt
 
     cols = [("Blurry", result["_blurry"])] + [(k, v) for k, v in result["_outputs"].items()
-                                              if k in LABELS.values()] + [("Ground truth", result["_sharp"])]
+                                              if k in GRID] + [("Ground truth", result["_sharp"])]
     n = min(samples, len(result["_sharp"]))
     idx = np.linspace(0, len(result["_sharp"]) - 1, n).round().astype(int)
     fig, axes = plt.subplots(n, len(cols), figsize=(2.2 * len(cols), 2.2 * n), squeeze=False)
