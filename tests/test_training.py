@@ -47,7 +47,9 @@ def test_teacher_run_writes_everything_and_its_loss_falls(teacher_run):
     assert set(meta["val_metrics"]) >= {"ssim", "psnr", "mae"} and meta["command"].startswith("sharpkd train-teacher")
     ckpt = torch.load(teacher_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["epoch"] == 1 and any(k.startswith("model.") for k in ckpt["state_dict"])
-    assert "| 2" in (teacher_run / "epochs.md").read_text()
+    assert "| 2" in (teacher_run / "epochs.md").read_text() and "3.0e-03" in (teacher_run / "epochs.md").read_text()
+    with open(teacher_run / "metrics.csv") as f:
+        assert [float(r["lr"]) for r in csv.DictReader(f)] == [3e-3, 3e-3]  # the LR of every epoch
 
 
 def test_resume_continues_from_the_last_checkpoint(teacher_run, tiny_data):

@@ -12,10 +12,14 @@ def epoch_rows(metrics_csvs: str | Path | list) -> list[dict]:
     files = [metrics_csvs] if isinstance(metrics_csvs, (str, Path)) else metrics_csvs
     for path in files:
         with open(path) as f:
+            lr = None  # LearningRateMonitor writes the epoch's LR on a line of its own (no epoch) before it
             for line in csv.DictReader(f):
                 if not line.get("epoch"):
+                    lr = next((float(v) for k, v in line.items() if k.startswith("lr-") and v), lr)
                     continue
                 row = rows.setdefault(int(float(line["epoch"])), {"epoch": int(float(line["epoch"])) + 1})
+                if lr is not None:
+                    row["lr"], lr = lr, None
                 for key, value in line.items():
                     if value not in ("", None) and key not in ("epoch", "step") and not key.endswith("_step"):
                         row["lr" if key.startswith("lr-") else key.removesuffix("_epoch")] = float(value)
