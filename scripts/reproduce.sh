@@ -40,3 +40,5 @@ ship() { cp runs/$1/model.safetensors src/sharpkd/weights/$2.safetensors; cp run
          cp runs/$1/curves.png src/sharpkd/weights/$2_curves.png; }
 ship teacher teacher; ship student_s0 student; ship student_nokd_s0 student_nokd
 ship student_videocall student_videocall
+
+python scripts/annotate_sidecars.py seed=reports/faces_seed/report.json videocall=reports/faces_videocall/report.json
