@@ -23,13 +23,11 @@ sharpkd distill --no-kd --config src/sharpkd/configs/student_gtmse.yaml --data "
 # Trained on the videocall preset (no teacher: the seed-trained teacher does worse than its input there).
 sharpkd distill --no-kd --preset videocall --data "$DATA" --out runs/student_videocall $S &
 wait
-# The shipped fast student was distilled in session 1 from the teacher as it was after its first 35.5 minutes:
-# sharpkd distill --arch student_fast --data "$DATA" --teacher <that teacher> --out runs/student_fast \
-#     --epoch-size 3200 --max-epochs 10 --max-time 00:00:28:00 --train-pairs 0
+OMP_NUM_THREADS=2 sharpkd distill --arch student_fast --data "$DATA" --teacher $T --out runs/student_fast $S
 
 MODELS=teacher=$T,student=runs/student_s0/model.safetensors,student_nokd=runs/student_nokd_s0/model.safetensors
 MODELS=$MODELS,student@1=runs/student_s1/model.safetensors,student_nokd@1=runs/student_nokd_s1/model.safetensors
-MODELS=$MODELS,student_gtmse=runs/student_gtmse/model.safetensors,student_fast
+MODELS=$MODELS,student_gtmse=runs/student_gtmse/model.safetensors,student_fast=runs/student_fast/model.safetensors
 MODELS=$MODELS,student_videocall=runs/student_videocall/model.safetensors
 sharpkd evaluate --data "$DATA/faces" --preset seed --models "$MODELS" --out reports/faces_seed
 sharpkd evaluate --data "$DATA/faces" --preset videocall --models "$MODELS" --out reports/faces_videocall
@@ -39,6 +37,6 @@ sharpkd evaluate --data "$DATA" --preset seed --models "$MODELS" --out reports/a
 ship() { cp runs/$1/model.safetensors src/sharpkd/weights/$2.safetensors; cp runs/$1/model.json src/sharpkd/weights/$2.json
          cp runs/$1/curves.png src/sharpkd/weights/$2_curves.png; }
 ship teacher teacher; ship student_s0 student; ship student_nokd_s0 student_nokd
-ship student_videocall student_videocall
+ship student_fast student_fast; ship student_videocall student_videocall
 
 python scripts/annotate_sidecars.py seed=reports/faces_seed/report.json videocall=reports/faces_videocall/report.json
