@@ -69,7 +69,7 @@ def run_training(recipe_name: str, args) -> int:
                             num_workers=recipe["num_workers"], split_seed=recipe["split_seed"],
                             train_pairs=recipe["train_pairs"])
     data.setup("fit")
-    if teacher is not None and data.fixed_pairs:
+    if teacher is not None and data.fixed_pairs and not recipe["loss"].get("attention"):
         if torch.cuda.is_available():
             teacher.cuda()
         data.add_train_targets(cached_teacher_outputs(teacher, resolve_weights(args.teacher),
