@@ -58,6 +58,10 @@ def test_resume_continues_from_the_last_checkpoint(teacher_run, tiny_data):
     assert len(_losses(teacher_run)) == 3
     _, meta = load_weights(teacher_run / "model.safetensors")
     assert meta["epochs"] == 3
+    # Resuming a run that already reached its max epochs trains nothing and rewrites the same results.
+    assert main(["train-teacher", "--data", str(tiny_data), "--out", str(teacher_run), "--resume",
+                 *TINY[2:], "--max-epochs", "3", "--lr", "3e-3"]) == 0
+    assert len(_losses(teacher_run)) == 3 and load_weights(teacher_run / "model.safetensors")[1]["epochs"] == 3
 
 
 @pytest.mark.parametrize("kd,pairs", [(True, "64"), (True, "0"), (False, "64")], ids=["kd-cached", "kd-live", "nokd"])
@@ -141,3 +145,13 @@ def test_training_step_adds_the_attention_term_from_both_models_features():
     assert set(taps_s) == set(taps_t) == set(ATTENTION_LAYERS)
     expected = 0.5 * attention_transfer([(taps_s[n], taps_t[n]) for n in ATTENTION_LAYERS])
     assert expected.item() > 0.01 and (with_at - plain).item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_epoch_rows_merge_lr_lines_and_leave_out_an_interrupted_epoch(tmp_path):
+    from sharpkd.training.report import epoch_rows
+
+    log = tmp_path / "metrics.csv"
+    log.write_text("epoch,lr-Adam,step,train_loss_epoch,train_loss_step,val_ssim\n"
+                   ",0.001,0,,,\n0,,9,,0.5,\n0,,19,0.4,,0.7\n"   # epoch 1: its LR, a step line, the epoch line
+                   ",0.0005,20,,,\n1,,29,,0.3,\n")                # epoch 2 killed after one step line
+    assert epoch_rows(log) == [{"epoch": 1, "lr": 0.001, "train_loss": 0.4, "val_ssim": 0.7}]

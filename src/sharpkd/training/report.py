@@ -7,7 +7,7 @@ from pathlib import Path
 
 def epoch_rows(metrics_csvs: str | Path | list) -> list[dict]:
     """One row per epoch from Lightning's CSV logs (train and validation lines merged; with several files,
-    as after a resume, later files win for the epochs they repeat)."""
+    as after a resume, later files win for the epochs they repeat). An epoch cut off before its end is left out."""
     rows: dict[int, dict] = {}
     files = [metrics_csvs] if isinstance(metrics_csvs, (str, Path)) else metrics_csvs
     for path in files:
@@ -23,7 +23,8 @@ def epoch_rows(metrics_csvs: str | Path | list) -> list[dict]:
                 for key, value in line.items():
                     if value not in ("", None) and key not in ("epoch", "step") and not key.endswith("_step"):
                         row["lr" if key.startswith("lr-") else key.removesuffix("_epoch")] = float(value)
-    return [rows[k] for k in sorted(rows)]
+    # An epoch interrupted before its end has step lines and an LR but no epoch metrics: not an epoch.
+    return [rows[k] for k in sorted(rows) if set(rows[k]) - {"epoch", "lr"}]
 
 
 def write_metrics_csv(rows: list[dict], path: str | Path) -> None:

@@ -99,7 +99,8 @@ def run_training(recipe_name: str, args) -> int:
         raise SharpkdError("training ended before the first validation: no weights written")
     state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)
     module.load_state_dict(state["state_dict"])
-    rows = epoch_rows([*previous_logs, out / log_version / "metrics.csv"])
+    # A resumed run that had nothing left to train (max epochs already reached) writes no new log.
+    rows = epoch_rows([p for p in [*previous_logs, out / log_version / "metrics.csv"] if p.is_file()])
     best_epoch = state["epoch"] + 1
     best_row = next((r for r in rows if r["epoch"] == best_epoch), {})
     write_metrics_csv(rows, out / "metrics.csv")
