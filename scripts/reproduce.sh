@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Reproduce the shipped weights and docs/results.md on a CPU (about 7 hours on 2 cores; a GPU is much
+# Reproduce the shipped weights and docs/results.md on a CPU (about 9 hours on 2 cores; a GPU is much
 # faster: add --accelerator gpu). DATA is the shared data folder (faces + natural scenes).
 set -euo pipefail
 DATA=${1:-${SHARPKD_SHARED_DATA:-../shared/data}}
 T=runs/teacher/model.safetensors
 # Students: 6,400 pairs per epoch drawn from 16,000 fixed training pairs; the teacher's outputs on them are
 # computed once into runs/cache and shared by every KD run. One thread each, run side by side. The KD/no-KD
-# seeds were trained 6 epochs, then resumed (--resume --max-epochs 16) to 16: same epochs for all four.
+# seeds were trained 6 epochs, resumed to 16 (session 3), then to 28 (session 4): same epochs for all four.
+# The strong-KD run (teacher weight 14) starts from a copy of the KD seed-0 run at epoch 16.
 S="--max-epochs 6 --cache-dir runs/cache"
 L="--max-epochs 16 --cache-dir runs/cache"
+LL="--max-epochs 28 --cache-dir runs/cache --resume"
 export OMP_NUM_THREADS=1
 
 # The teacher: 35.5 minutes, then resumed to 105 minutes of training in all (the timer counts both).
@@ -20,6 +22,14 @@ for seed in 0 1; do
   sharpkd distill --no-kd --data "$DATA" --out runs/student_nokd_s$seed --seed $seed $L &
   wait
 done
+cp -r runs/student_s0 runs/student_kdstrong_s0
+for seed in 0 1; do
+  sharpkd distill --data "$DATA" --teacher $T --out runs/student_s$seed --seed $seed $LL &
+  sharpkd distill --no-kd --data "$DATA" --out runs/student_nokd_s$seed --seed $seed $LL &
+done
+sharpkd distill --config src/sharpkd/configs/student_kd_strong.yaml --data "$DATA" --teacher $T \
+  --out runs/student_kdstrong_s0 --seed 0 $LL &
+wait
 # Feature distillation (KD + attention transfer), seed 0, the teacher run on every batch (no cache).
 sharpkd distill --config src/sharpkd/configs/student_kd_at.yaml --data "$DATA" --teacher $T --out runs/student_at_s0 \
   --seed 0 --max-epochs 10 &  # the recorded run was stopped by --max-time after 10 epochs
@@ -34,6 +44,7 @@ MODELS=teacher=$T,student=runs/student_s0/model.safetensors,student_nokd=runs/st
 MODELS=$MODELS,student@1=runs/student_s1/model.safetensors,student_nokd@1=runs/student_nokd_s1/model.safetensors
 MODELS=$MODELS,student_gtmse=runs/student_gtmse/model.safetensors,student_fast=runs/student_fast/model.safetensors
 MODELS=$MODELS,student_videocall=runs/student_videocall/model.safetensors,student_at=runs/student_at_s0/model.safetensors
+MODELS=$MODELS,student_kdstrong=runs/student_kdstrong_s0/model.safetensors
 sharpkd evaluate --data "$DATA/faces" --preset seed --models "$MODELS" --out reports/faces_seed
 sharpkd evaluate --data "$DATA/faces" --preset videocall --models "$MODELS" --out reports/faces_videocall
 sharpkd evaluate --data "$DATA" --preset seed --models "$MODELS" --out reports/all_seed

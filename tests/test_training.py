@@ -155,3 +155,24 @@ def test_epoch_rows_merge_lr_lines_and_leave_out_an_interrupted_epoch(tmp_path):
                    ",0.001,0,,,\n0,,9,,0.5,\n0,,19,0.4,,0.7\n"   # epoch 1: its LR, a step line, the epoch line
                    ",0.0005,20,,,\n1,,29,,0.3,\n")                # epoch 2 killed after one step line
     assert epoch_rows(log) == [{"epoch": 1, "lr": 0.001, "train_loss": 0.4, "val_ssim": 0.7}]
+
+
+def test_every_packaged_recipe_builds_its_model_and_loss():
+    """A typo in a recipe would otherwise surface hours into a run; the KD variants differ from the seed's
+    student_kd only where they say they do."""
+    from sharpkd.models import build_model
+    from sharpkd.training.config import CONFIG_DIR, load_recipe
+    from sharpkd.training.module import RestorationModule
+
+    names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    assert {"teacher", "student_kd", "student_nokd", "student_kd_strong", "student_kd_at"} <= set(names)
+    recipes = {n: load_recipe(n) for n in names}
+    for name, r in recipes.items():
+        module = RestorationModule(build_model(r["arch"], residual=bool(r.get("residual"))), r["loss"], lr=r["lr"])
+        assert module.loss_fn is not None and r["batch_size"] > 0 and r["max_epochs"] >= 1, name
+    kd = recipes["student_kd"]
+    assert kd["loss"] == {"name": "kd", "alpha": 0.7, "beta": 0.3, "gamma": 0.1}
+    strong = recipes["student_kd_strong"]
+    assert strong["loss"] == {**kd["loss"], "alpha": 14.0}
+    assert {k: v for k, v in strong.items() if k not in ("loss", "recipe")} == \
+           {k: v for k, v in kd.items() if k not in ("loss", "recipe")}

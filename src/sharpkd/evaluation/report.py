@@ -22,7 +22,8 @@ log = logging.getLogger("sharpkd")
 LABELS = {"teacher": "Teacher U-Net", "student": "Student (KD)", "student_nokd": "Student (no KD)",
           "student_fast": "Fast student (KD)", "student_gtmse": "Student (no KD, GT MSE weight 1.0)",
           "student_videocall": "Student (no KD, trained on videocall)",
-          "student_at": "Student (KD + attention transfer)"}
+          "student_at": "Student (KD + attention transfer)",
+          "student_kdstrong": "Student (KD, teacher weight 14 after epoch 16)"}
 GRID = [LABELS[k] for k in ("teacher", "student", "student_nokd", "student_fast")]
 
 
