@@ -61,7 +61,23 @@ def test_resume_continues_from_the_last_checkpoint(teacher_run, tiny_data):
     # Resuming a run that already reached its max epochs trains nothing and rewrites the same results.
     assert main(["train-teacher", "--data", str(tiny_data), "--out", str(teacher_run), "--resume",
                  *TINY[2:], "--max-epochs", "3", "--lr", "3e-3"]) == 0
-    assert len(_losses(teacher_run)) == 3 and load_weights(teacher_run / "model.safetensors")[1]["epochs"] == 3
+    _, meta = load_weights(teacher_run / "model.safetensors")
+    assert len(_losses(teacher_run)) == 3 and meta["epochs"] == 3
+    # The sidecar's history has one entry per sitting that trained (the no-op one is left out), in order.
+    history = meta["history"]
+    assert [h["epochs"] for h in history] == ["1-2", "3-3"]
+    assert history[1]["command"].startswith("sharpkd train-teacher") and "--resume" in history[1]["command"]
+    assert "--resume" not in history[0]["command"]
+    assert all(h["wall_time_s"] > 0 for h in history)
+    assert meta["wall_time_s"] == pytest.approx(sum(h["wall_time_s"] for h in history), abs=0.2)
+
+
+def test_log_folders_are_ordered_by_sitting(tmp_path):
+    from sharpkd.training.run import log_folders
+
+    for name in ("logs_resumed10", "logs", "logs_resumed2", "logs_resumed1", "tb"):
+        (tmp_path / name).mkdir()
+    assert [p.name for p in log_folders(tmp_path)] == ["logs", "logs_resumed1", "logs_resumed2", "logs_resumed10"]
 
 
 @pytest.mark.parametrize("kd,pairs", [(True, "64"), (True, "0"), (False, "64")], ids=["kd-cached", "kd-live", "nokd"])

@@ -2,7 +2,9 @@
 restore the best checkpoint and write the run folder (weights + sidecar, metrics.csv, curves, epoch table)."""
 from __future__ import annotations
 
+import json
 import logging
+import re
 import shlex
 import shutil
 import subprocess
@@ -26,6 +28,42 @@ from .teacher_cache import cached_teacher_outputs
 from .report import epoch_rows, epoch_table, plot_curves, write_metrics_csv
 
 log = logging.getLogger("sharpkd")
+SITTINGS = "sittings.jsonl"  # one line per start or resume of a run: its log folder, command, start time
+
+
+def log_folders(out: Path) -> list[Path]:
+    """The run's CSV log folders in the order they were written: logs, logs_resumed1, ..., logs_resumed10."""
+    number = lambda p: int(re.sub(r"\D", "", p.name) or 0)  # noqa: E731
+    return sorted((p for p in out.glob("logs*") if p.is_dir()), key=number)
+
+
+def record_sitting(out: Path, log_version: str, command: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / SITTINGS, "a") as f:
+        f.write(json.dumps({"log": log_version, "command": command, "hardware": hardware(),
+                            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "t0": time.time()}) + "\n")
+
+
+def sitting_history(out: Path) -> list[dict]:
+    """Every sitting of the run that trained at least one epoch: command, epochs, wall time (start to its log's
+    last write, so a killed sitting counts up to its kill), hardware."""
+    records = {}
+    if (out / SITTINGS).is_file():
+        for line in (out / SITTINGS).read_text().splitlines():
+            rec = json.loads(line)
+            records[rec["log"]] = rec
+    history = []
+    for folder in log_folders(out):
+        csv_file = folder / "metrics.csv"
+        rows = epoch_rows(csv_file) if csv_file.is_file() else []
+        if not rows:
+            continue
+        rec = records.get(folder.name, {})
+        wall = rec.get("wall_time_s") or (csv_file.stat().st_mtime - rec["t0"] if "t0" in rec else None)
+        history.append({"command": rec.get("command"), "epochs": f"{rows[0]['epoch']}-{rows[-1]['epoch']}",
+                        "started": rec.get("started"), "wall_time_s": None if wall is None else round(wall, 1),
+                        "hardware": rec.get("hardware")})
+    return history
 
 
 def git_commit() -> str | None:
@@ -42,6 +80,14 @@ def hardware() -> str:
     return f"{cpu}, {torch.get_num_threads()} threads{gpu}"
 
 
+def total_wall(history: list[dict], this_sitting: float) -> float | None:
+    """Training wall time over all sittings (None if one is unknown); a run of one sitting: that sitting's."""
+    walls = [h["wall_time_s"] for h in history]
+    if not walls:
+        return round(this_sitting, 1)
+    return None if None in walls else round(sum(walls), 1)
+
+
 def run_training(recipe_name: str, args) -> int:
     overrides = {k: getattr(args, k, None) for k in OVERRIDABLE}
     recipe = load_recipe(recipe_name, args.config, overrides)
@@ -54,11 +100,13 @@ def run_training(recipe_name: str, args) -> int:
         log.warning("%s already holds a finished run: its files will be replaced", out)
     L.seed_everything(recipe["seed"], workers=True, verbose=False)
     # Each (re)start logs to its own CSV folder (Lightning would overwrite); the epoch table merges them.
-    previous_logs = sorted(out.glob("logs*/metrics.csv")) if resume else []
+    previous_logs = [p / "metrics.csv" for p in log_folders(out) if (p / "metrics.csv").is_file()] if resume else []
     log_version = f"logs_resumed{len(previous_logs)}" if resume else "logs"
     if not resume:  # a fresh run: nothing of an earlier run in this folder may mix with it
         for old in [ckpt_dir, out / "tb", *out.glob("logs*")]:
             shutil.rmtree(old, ignore_errors=True)
+        (out / SITTINGS).unlink(missing_ok=True)
+    command = "sharpkd " + " ".join(shlex.quote(a) for a in getattr(args, "argv", sys.argv[1:]))
 
     teacher, teacher_meta = None, {}
     if recipe_name.startswith("student") and recipe["loss"].get("alpha"):
@@ -90,6 +138,8 @@ def run_training(recipe_name: str, args) -> int:
         callbacks=[best, last, EarlyStopping("val_ssim", mode="max", patience=recipe["patience"]),
                    LearningRateMonitor("epoch"), bar],
         logger=[CSVLogger(out, name="", version=log_version), TensorBoardLogger(out, name="", version="tb")])
+    if trainer.is_global_zero:
+        record_sitting(out, log_version, command)
     started = time.time()
     trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=False)
     wall = time.time() - started
@@ -107,6 +157,7 @@ def run_training(recipe_name: str, args) -> int:
     title = f"{recipe_name} ({count_parameters(model):,} parameters)"
     plot_curves(rows, out / "curves.png", title)
     (out / "epochs.md").write_text(f"# {title}\n\n{epoch_table(rows, best_epoch)}")
+    history = sitting_history(out)
     save_weights(model, out / "model.safetensors", recipe=recipe_name,
                  data={**data.info, "epoch_size": recipe["epoch_size"], "crop": recipe["crop"]},
                  epochs=len(rows), best_epoch=best_epoch,
@@ -116,9 +167,8 @@ def run_training(recipe_name: str, args) -> int:
                                                    "split_seed", "train_pairs", "max_epochs", "residual")},
                  teacher=({"weights": str(args.teacher), "val_metrics": teacher_meta.get("val_metrics")}
                           if teacher is not None else None),
-                 command="sharpkd " + " ".join(shlex.quote(a) for a in getattr(args, "argv", sys.argv[1:])),
-                 git_commit=git_commit(), wall_time_s=round(wall, 1), hardware=hardware(),
-                 torch=torch.__version__)
+                 command=command, git_commit=git_commit(), wall_time_s=total_wall(history, wall),
+                 hardware=hardware(), torch=torch.__version__, history=history)
     log.info("best epoch %d: %s; weights: %s", best_epoch,
              ", ".join(f"{k}={v:.4f}" for k, v in best_row.items() if k.startswith("val_")), out / "model.safetensors")
     return 0
