@@ -192,3 +192,38 @@ def test_every_packaged_recipe_builds_its_model_and_loss():
     assert strong["loss"] == {**kd["loss"], "alpha": 14.0}
     assert {k: v for k, v in strong.items() if k not in ("loss", "recipe")} == \
            {k: v for k, v in kd.items() if k not in ("loss", "recipe")}
+
+
+def test_resume_without_checkpoint_and_missing_teacher_are_one_line_errors(tiny_data, tmp_path, capsys):
+    assert main(["train-teacher", "--data", str(tiny_data), "--out", str(tmp_path / "x"), "--resume"]) == 2
+    assert main(["distill", "--data", str(tiny_data), "--out", str(tmp_path / "y"),
+                 "--teacher", str(tmp_path / "missing.safetensors")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("sharpkd: error:") for line in err)
+
+
+def test_evaluate_writes_both_reports_with_every_row(teacher_run, tiny_data, tmp_path):
+    out = tmp_path / "eval"
+    w = teacher_run / "model.safetensors"
+    assert main(["evaluate", "--data", str(tiny_data), "--split", "all", "--count", "12", "--size", "32",
+                 "--models", f"teacher={w},student={w},student_nokd={w},student@1={w},student_kdstrong={w}",
+                 "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    methods = [r["method"] for r in report["rows"]]
+    assert methods == ["Blurry input", "Unsharp mask", "Richardson-Lucy (true kernel, oracle)", "Teacher U-Net",
+                       "Student (KD)", "Student (no KD)", "Student (KD) @1",
+                       "Student (KD, teacher weight 14 after epoch 16)"]
+    teacher_row = report["rows"][3]
+    assert teacher_row["parameters"] > 400_000 and teacher_row["macs_720p"] > teacher_row["macs_128"] > 0
+    assert teacher_row["latency_ms_128"] > 0
+    md = (out / "report.md").read_text()
+    assert all(m in md for m in methods) and (out / "grid.png").stat().st_size > 1000
+    [seeds] = report["seeds"]  # the same weights twice: two runs, no spread
+    assert seeds["model"] == "Student (KD)" and seeds["runs"] == 2 and seeds["ssim"]["sd"] == 0
+    assert seeds["ssim"]["mean"] == report["rows"][4]["ssim"] and "Across training seeds" in md
+    # Paired comparisons of the same weights: zero difference, and an interval that is exactly zero.
+    assert [(c["a"], c["b"]) for c in report["comparisons"]] == [
+        ("Student (KD)", "Student (no KD)"), ("Student (KD, teacher weight 14 after epoch 16)", "Student (KD)")]
+    assert all(c["ssim"]["mean"] == 0 and c["ssim"]["ci95"] == [0, 0] for c in report["comparisons"])
+    # The oracle deconvolution really deblurs: it beats the blurry input.
+    assert report["rows"][2]["psnr"] > report["rows"][0]["psnr"]

@@ -24,6 +24,7 @@ LABELS = {"teacher": "Teacher U-Net", "student": "Student (KD)", "student_nokd":
           "student_videocall": "Student (no KD, trained on videocall)",
           "student_at": "Student (KD + attention transfer)",
           "student_kdstrong": "Student (KD, teacher weight 14 after epoch 16)"}
+COMPARISONS = (("student", "student_nokd"), ("student_kdstrong", "student"))  # paired over the same pairs
 GRID = [LABELS[k] for k in ("teacher", "student", "student_nokd", "student_fast")]
 
 
@@ -141,8 +142,8 @@ def evaluate(args) -> dict:
                        macs_720p=count_macs(model, 720, 1280), latency_ms_128=cpu_latency_ms(model))
         rows.append(row)
         log.info("%-40s SSIM %.4f  PSNR %.2f dB  MAE %.4f", label, row["ssim"], row["psnr"], row["mae"])
-    comparisons = [paired_difference(per_image_all, a, b) for a, b in
-                   ((LABELS["student"], LABELS["student_nokd"]),) if a in per_image_all and b in per_image_all]
+    comparisons = [paired_difference(per_image_all, LABELS[a], LABELS[b]) for a, b in COMPARISONS
+                   if LABELS[a] in per_image_all and LABELS[b] in per_image_all]
     return {"pairs": description, "split": args.split, "threads": torch.get_num_threads(), "rows": rows,
             "comparisons": comparisons, "seeds": seed_summary(rows, names),
             "_outputs": outputs, "_blurry": blurry, "_sharp": sharp}
