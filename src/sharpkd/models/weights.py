@@ -16,7 +16,7 @@ from .common import count_parameters
 from .registry import build_model
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-SHIPPED = ("teacher", "student", "student_nokd", "student_fast", "student_videocall")
+SHIPPED = ("teacher", "student", "student_nokd", "student_fast", "student_videocall", "student_kdstrong")
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:
