@@ -10,7 +10,7 @@ T=runs/teacher/model.safetensors
 # The strong-KD run (teacher weight 14) starts from a copy of the KD seed-0 run at epoch 16.
 S="--max-epochs 6 --cache-dir runs/cache"
 L="--max-epochs 16 --cache-dir runs/cache"
-LL="--max-epochs 28 --cache-dir runs/cache --resume"
+LL="--max-epochs 26 --cache-dir runs/cache --resume"
 export OMP_NUM_THREADS=1
 
 # The teacher: 35.5 minutes, then resumed to 105 minutes of training in all (the timer counts both).
@@ -22,14 +22,16 @@ for seed in 0 1; do
   sharpkd distill --no-kd --data "$DATA" --out runs/student_nokd_s$seed --seed $seed $L &
   wait
 done
-cp -r runs/student_s0 runs/student_kdstrong_s0
+cp -r runs/student_s0 runs/student_kdstrong_s0; cp -r runs/student_s1 runs/student_kdstrong_s1
 for seed in 0 1; do
   sharpkd distill --data "$DATA" --teacher $T --out runs/student_s$seed --seed $seed $LL &
   sharpkd distill --no-kd --data "$DATA" --out runs/student_nokd_s$seed --seed $seed $LL &
 done
 sharpkd distill --config src/sharpkd/configs/student_kd_strong.yaml --data "$DATA" --teacher $T \
   --out runs/student_kdstrong_s0 --seed 0 $LL &
-wait
+wait  # the recorded runs were stopped after epoch 26 (then --resume --max-epochs 26)
+sharpkd distill --config src/sharpkd/configs/student_kd_strong.yaml --data "$DATA" --teacher $T \
+  --out runs/student_kdstrong_s1 --seed 1 --max-epochs 26 --cache-dir runs/cache --resume
 # Feature distillation (KD + attention transfer), seed 0, the teacher run on every batch (no cache).
 sharpkd distill --config src/sharpkd/configs/student_kd_at.yaml --data "$DATA" --teacher $T --out runs/student_at_s0 \
   --seed 0 --max-epochs 10 &  # the recorded run was stopped by --max-time after 10 epochs
