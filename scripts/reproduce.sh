@@ -22,7 +22,7 @@ for seed in 0 1; do
   sharpkd distill --no-kd --data "$DATA" --out runs/student_nokd_s$seed --seed $seed $L &
   wait
 done
-cp -r runs/student_s0 runs/student_kdstrong_s0; cp -r runs/student_s1 runs/student_kdstrong_s1
+cp -a runs/student_s0 runs/student_kdstrong_s0; cp -a runs/student_s1 runs/student_kdstrong_s1  # -a: log times give the wall times
 for seed in 0 1; do
   sharpkd distill --data "$DATA" --teacher $T --out runs/student_s$seed --seed $seed $LL &
   sharpkd distill --no-kd --data "$DATA" --out runs/student_nokd_s$seed --seed $seed $LL &

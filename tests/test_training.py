@@ -142,6 +142,7 @@ def test_feature_distillation_run(teacher_run, tiny_data, tmp_path):
     assert len(losses) == 2 and losses[1] < losses[0]
     _, meta = load_weights(out / "model.safetensors")
     assert meta["training"]["loss"]["attention"] == 0.01 and meta["teacher"] is not None
+    assert meta["recipe"] == "student_kd_at"  # the --config file's name, not the command's default recipe
     assert not list(out.glob("cache/teacher-*.safetensors"))
 
 

@@ -59,7 +59,7 @@ def sitting_history(out: Path) -> list[dict]:
         if not rows:
             continue
         rec = records.get(folder.name, {})
-        wall = rec.get("wall_time_s") or (csv_file.stat().st_mtime - rec["t0"] if "t0" in rec else None)
+        wall = csv_file.stat().st_mtime - rec["t0"] if "t0" in rec else None
         history.append({"command": rec.get("command"), "epochs": f"{rows[0]['epoch']}-{rows[-1]['epoch']}",
                         "started": rec.get("started"), "wall_time_s": None if wall is None else round(wall, 1),
                         "hardware": rec.get("hardware")})
@@ -80,12 +80,10 @@ def hardware() -> str:
     return f"{cpu}, {torch.get_num_threads()} threads{gpu}"
 
 
-def total_wall(history: list[dict], this_sitting: float) -> float | None:
-    """Training wall time over all sittings (None if one is unknown); a run of one sitting: that sitting's."""
+def total_wall(history: list[dict]) -> float | None:
+    """Training wall time over all sittings (None if one is unknown)."""
     walls = [h["wall_time_s"] for h in history]
-    if not walls:
-        return round(this_sitting, 1)
-    return None if None in walls else round(sum(walls), 1)
+    return None if not walls or None in walls else round(sum(walls), 1)
 
 
 def run_training(recipe_name: str, args) -> int:
@@ -140,9 +138,7 @@ def run_training(recipe_name: str, args) -> int:
         logger=[CSVLogger(out, name="", version=log_version), TensorBoardLogger(out, name="", version="tb")])
     if trainer.is_global_zero:
         record_sitting(out, log_version, command)
-    started = time.time()
     trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=False)
-    wall = time.time() - started
     if not trainer.is_global_zero:
         return 0
     if not best.best_model_path:
@@ -158,7 +154,7 @@ def run_training(recipe_name: str, args) -> int:
     plot_curves(rows, out / "curves.png", title)
     (out / "epochs.md").write_text(f"# {title}\n\n{epoch_table(rows, best_epoch)}")
     history = sitting_history(out)
-    save_weights(model, out / "model.safetensors", recipe=recipe_name,
+    save_weights(model, out / "model.safetensors", recipe=Path(recipe["recipe"]).stem,  # the YAML, --config too
                  data={**data.info, "epoch_size": recipe["epoch_size"], "crop": recipe["crop"]},
                  epochs=len(rows), best_epoch=best_epoch,
                  val_metrics={k.removeprefix("val_"): best_row[k] for k in ("val_ssim", "val_psnr", "val_mae", "val_loss")
@@ -167,7 +163,7 @@ def run_training(recipe_name: str, args) -> int:
                                                    "split_seed", "train_pairs", "max_epochs", "residual")},
                  teacher=({"weights": str(args.teacher), "val_metrics": teacher_meta.get("val_metrics")}
                           if teacher is not None else None),
-                 command=command, git_commit=git_commit(), wall_time_s=total_wall(history, wall),
+                 command=command, git_commit=git_commit(), wall_time_s=total_wall(history),
                  hardware=hardware(), torch=torch.__version__, history=history)
     log.info("best epoch %d: %s; weights: %s", best_epoch,
              ", ".join(f"{k}={v:.4f}" for k, v in best_row.items() if k.startswith("val_")), out / "model.safetensors")
