@@ -72,6 +72,26 @@ def test_resume_continues_from_the_last_checkpoint(teacher_run, tiny_data):
     assert meta["wall_time_s"] == pytest.approx(sum(h["wall_time_s"] for h in history), abs=0.2)
 
 
+def test_init_weights_with_a_cosine_schedule(teacher_run, tiny_data, tmp_path):
+    """An annealing phase: a fresh run that starts from finished weights, its LR falling on a cosine to min_lr."""
+    out = tmp_path / "anneal"
+    start, start_meta = load_weights(teacher_run / "model.safetensors")
+    assert main(["train-teacher", "--data", str(tiny_data), "--out", str(out), *TINY, "--max-epochs", "3",
+                 "--lr", "1e-3", "--init-weights", str(teacher_run / "model.safetensors"), "--schedule", "cosine"]) == 0
+    with open(out / "metrics.csv") as f:
+        lrs = [float(r["lr"]) for r in csv.DictReader(f)]
+    assert lrs == pytest.approx([1e-3, 1e-6 + (1e-3 - 1e-6) * 0.75, 1e-6 + (1e-3 - 1e-6) * 0.25])
+    model, meta = load_weights(out / "model.safetensors")
+    assert meta["init_weights"]["weights"].endswith("model.safetensors") and meta["init_weights"]["epochs"] == start_meta["epochs"]
+    assert meta["training"]["schedule"] == "cosine"
+    assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), start.state_dict().values()))
+    # It starts where the finished run ended: after one epoch it is ahead of the same run from scratch.
+    scratch = tmp_path / "scratch"
+    assert main(["train-teacher", "--data", str(tiny_data), "--out", str(scratch), *TINY, "--max-epochs", "1"]) == 0
+    first = [float(next(csv.DictReader(open(run / "metrics.csv")))["val_ssim"]) for run in (out, scratch)]
+    assert first[0] > first[1]
+
+
 def test_log_folders_are_ordered_by_sitting(tmp_path):
     from sharpkd.training.run import log_folders
 
@@ -191,16 +211,23 @@ def test_every_packaged_recipe_builds_its_model_and_loss():
     assert kd["loss"] == {"name": "kd", "alpha": 0.7, "beta": 0.3, "gamma": 0.1}
     strong = recipes["student_kd_strong"]
     assert strong["loss"] == {**kd["loss"], "alpha": 14.0}
-    assert {k: v for k, v in strong.items() if k not in ("loss", "recipe")} == \
-           {k: v for k, v in kd.items() if k not in ("loss", "recipe")}
+    control = recipes["student_nokd_strong"]  # strong KD's control: the teacher's weight moved to the GT MSE
+    assert control["loss"] == {**kd["loss"], "alpha": 0.0, "beta": 0.3 + 14.0}
+    for variant in (strong, control):
+        assert {k: v for k, v in variant.items() if k not in ("loss", "recipe")} == \
+               {k: v for k, v in kd.items() if k not in ("loss", "recipe")}
+    assert {r["schedule"] for r in recipes.values()} == {"plateau"}
 
 
 def test_resume_without_checkpoint_and_missing_teacher_are_one_line_errors(tiny_data, tmp_path, capsys):
     assert main(["train-teacher", "--data", str(tiny_data), "--out", str(tmp_path / "x"), "--resume"]) == 2
     assert main(["distill", "--data", str(tiny_data), "--out", str(tmp_path / "y"),
                  "--teacher", str(tmp_path / "missing.safetensors")]) == 2
+    assert main(["distill", "--data", str(tiny_data), "--out", str(tmp_path / "z"), "--no-kd",  # wrong architecture
+                 "--init-weights", "teacher"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and all(line.startswith("sharpkd: error:") for line in err)
+    assert "--init-weights teacher: a teacher" in err[2] and not (tmp_path / "z" / "model.safetensors").exists()
+    assert len(err) == 3 and all(line.startswith("sharpkd: error:") for line in err)
 
 
 def test_evaluate_writes_both_reports_with_every_row(teacher_run, tiny_data, tmp_path):

@@ -152,6 +152,12 @@ def _add_training_args(p: argparse.ArgumentParser, default_out: str) -> None:
                         "teacher's outputs on them")
     p.add_argument("--cache-dir", help="where distill keeps the teacher's outputs (default RUN/cache)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    p.add_argument("--init-weights", metavar="WEIGHTS",
+                   help="start from these weights (a .safetensors file or shipped name) with a fresh optimizer "
+                        "and schedule: fine-tuning, or an annealing phase after a finished run")
+    p.add_argument("--schedule", choices=("plateau", "cosine"),
+                   help="LR schedule: plateau (the recipes': halve on a val SSIM plateau) or cosine (from --lr "
+                        "to min_lr over --max-epochs)")
     p.add_argument("--precision", help="bf16-mixed (default on CPU), 32-true, 16-mixed ...")
     p.add_argument("--accelerator", default="auto")
     p.add_argument("--devices", default="auto")

@@ -9,7 +9,7 @@ from ..errors import SharpkdError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 OVERRIDABLE = ("max_epochs", "epoch_size", "val_size", "batch_size", "lr", "patience", "limit_images", "crop",
-               "preset", "residual", "seed", "split_seed", "train_pairs", "precision", "num_workers", "arch")
+               "preset", "residual", "seed", "split_seed", "train_pairs", "precision", "num_workers", "arch", "schedule")
 
 
 def load_recipe(name: str, path: str | None = None, overrides: dict | None = None) -> dict:
@@ -25,6 +25,7 @@ def load_recipe(name: str, path: str | None = None, overrides: dict | None = Non
     recipe.setdefault("limit_images", None)
     recipe.setdefault("split_seed", 0)
     recipe.setdefault("train_pairs", 0)
+    recipe.setdefault("schedule", "plateau")
     for key, value in (overrides or {}).items():
         if value is not None:
             recipe[key] = value

@@ -30,7 +30,8 @@ ATTENTION_LAYERS = ("enc1", "enc2", "bottleneck", "dec2", "dec1")  # same names 
 
 class RestorationModule(L.LightningModule):
     def __init__(self, model: nn.Module, loss: dict, lr: float = 1e-3, lr_factor: float = 0.5,
-                 lr_patience: int = 2, min_lr: float = 1e-6, teacher: nn.Module | None = None):
+                 lr_patience: int = 2, min_lr: float = 1e-6, teacher: nn.Module | None = None,
+                 schedule: str = "plateau"):
         super().__init__()
         self.model = model.to(memory_format=torch.channels_last)
         loss = dict(loss)
@@ -40,6 +41,7 @@ class RestorationModule(L.LightningModule):
         if teacher is not None:
             self.teacher = teacher.eval().requires_grad_(False).to(memory_format=torch.channels_last)
         self.lr, self.lr_factor, self.lr_patience, self.min_lr = lr, lr_factor, lr_patience, min_lr
+        self.schedule = schedule
         self._val_teacher: dict[int, torch.Tensor] = {}  # the fixed validation pairs' teacher outputs
         self._taps = None
         if teacher is not None and getattr(self.loss_fn, "attention", 0):
@@ -100,6 +102,10 @@ class RestorationModule(L.LightningModule):
 
     def configure_optimizers(self):
         opt = torch.optim.Adam(self.model.parameters(), lr=self.lr)
+        if self.schedule == "cosine":  # one cosine from lr to min_lr over the run's epochs
+            cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.trainer.max_epochs),
+                                                                eta_min=self.min_lr)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": cosine, "interval": "epoch"}}
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=self.lr_factor,
                                                            patience=self.lr_patience, min_lr=self.min_lr)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_ssim"}}

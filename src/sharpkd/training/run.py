@@ -94,6 +94,9 @@ def run_training(recipe_name: str, args) -> int:
     resume = ckpt_dir / "last.ckpt" if args.resume else None
     if resume and not resume.is_file():
         raise SharpkdError(f"--resume: no checkpoint at {resume}")
+    init = getattr(args, "init_weights", None)
+    if resume and init:
+        raise SharpkdError("--resume and --init-weights exclude each other: a resumed run keeps its own weights")
     if not resume and (out / "model.safetensors").exists():
         log.warning("%s already holds a finished run: its files will be replaced", out)
     L.seed_everything(recipe["seed"], workers=True, verbose=False)
@@ -109,6 +112,16 @@ def run_training(recipe_name: str, args) -> int:
     teacher, teacher_meta = None, {}
     if recipe_name.startswith("student") and recipe["loss"].get("alpha"):
         teacher, teacher_meta = load_weights(args.teacher)
+    init_start, init_meta = None, None
+    if init:  # checked before minutes of data preparation; building models here must not move the seeded RNG
+        with torch.random.fork_rng():
+            init_start, start_meta = load_weights(init)
+            probe = build_model(recipe["arch"], residual=bool(recipe.get("residual", False)))
+        if (init_start.arch_name, init_start.arch_kwargs) != (probe.arch_name, probe.arch_kwargs):
+            raise SharpkdError(f"--init-weights {init}: a {init_start.arch_name} {init_start.arch_kwargs} model, but "
+                               f"the recipe builds {probe.arch_name} {probe.arch_kwargs}")
+        init_meta = {"weights": str(resolve_weights(init)), "recipe": start_meta.get("recipe"),
+                     "epochs": start_meta.get("epochs"), "val_metrics": start_meta.get("val_metrics")}
     data = DeblurDataModule(args.data, preset=recipe["preset"], crop=recipe["crop"],
                             batch_size=recipe["batch_size"], epoch_size=recipe["epoch_size"],
                             val_size=recipe["val_size"], seed=recipe["seed"], limit_images=recipe["limit_images"],
@@ -123,8 +136,11 @@ def run_training(recipe_name: str, args) -> int:
                                                       getattr(args, "cache_dir", None) or out / "cache"))
         teacher.cpu()
     model = build_model(recipe["arch"], residual=bool(recipe.get("residual", False)))
+    if init_start is not None:
+        model.load_state_dict(init_start.state_dict())
     module = RestorationModule(model, recipe["loss"], lr=recipe["lr"], lr_factor=recipe["lr_factor"],
-                               lr_patience=recipe["lr_patience"], min_lr=recipe["min_lr"], teacher=teacher)
+                               lr_patience=recipe["lr_patience"], min_lr=recipe["min_lr"], teacher=teacher,
+                               schedule=recipe["schedule"])
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best-{epoch:02d}", monitor="val_ssim", mode="max")
     # Lightning's save_last only writes when a new best is saved; --resume needs the latest epoch every time.
     last = ModelCheckpoint(dirpath=ckpt_dir, filename="last", enable_version_counter=False)
@@ -160,7 +176,8 @@ def run_training(recipe_name: str, args) -> int:
                  val_metrics={k.removeprefix("val_"): best_row[k] for k in ("val_ssim", "val_psnr", "val_mae", "val_loss")
                               if k in best_row},
                  training={k: recipe[k] for k in ("loss", "batch_size", "lr", "patience", "precision", "seed",
-                                                   "split_seed", "train_pairs", "max_epochs", "residual")},
+                                                   "split_seed", "train_pairs", "max_epochs", "residual", "schedule")},
+                 init_weights=init_meta,
                  teacher=({"weights": str(args.teacher), "val_metrics": teacher_meta.get("val_metrics")}
                           if teacher is not None else None),
                  command=command, git_commit=git_commit(), wall_time_s=total_wall(history),
