@@ -22,7 +22,9 @@ for seed in 0 1; do
   sharpkd distill --no-kd --data "$DATA" --out runs/student_nokd_s$seed --seed $seed $L &
   wait
 done
-cp -a runs/student_s0 runs/student_kdstrong_s0; cp -a runs/student_s1 runs/student_kdstrong_s1  # -a: log times give the wall times
+for seed in 0 1; do  # branches at epoch 16 (-a: the log times give the wall times)
+  cp -a runs/student_s$seed runs/student_kdstrong_s$seed; cp -a runs/student_s$seed runs/student_nokdstrong_s$seed
+done
 for seed in 0 1; do
   sharpkd distill --data "$DATA" --teacher $T --out runs/student_s$seed --seed $seed $LL &
   sharpkd distill --no-kd --data "$DATA" --out runs/student_nokd_s$seed --seed $seed $LL &
@@ -32,6 +34,22 @@ sharpkd distill --config src/sharpkd/configs/student_kd_strong.yaml --data "$DAT
 wait  # the recorded runs were stopped after epoch 26 (then --resume --max-epochs 26)
 sharpkd distill --config src/sharpkd/configs/student_kd_strong.yaml --data "$DATA" --teacher $T \
   --out runs/student_kdstrong_s1 --seed 1 --max-epochs 26 --cache-dir runs/cache --resume
+# Session 5. Strong KD's control: the same branches at epoch 16, no teacher, its weight moved to the GT MSE.
+for seed in 0 1; do
+  sharpkd distill --config src/sharpkd/configs/student_nokd_strong.yaml --data "$DATA" \
+    --out runs/student_nokdstrong_s$seed --seed $seed --max-epochs 26 --resume &
+done
+# An annealing phase for strong KD and no KD: 5 epochs from the 26-epoch weights, lr 1e-3 -> 1e-6 on a cosine.
+A="--schedule cosine --max-epochs 5 --cache-dir runs/cache"
+for seed in 0 1; do
+  sharpkd distill --config src/sharpkd/configs/student_kd_strong.yaml --data "$DATA" --teacher $T $A --seed $seed \
+    --init-weights runs/student_kdstrong_s$seed/model.safetensors --out runs/student_kdstrong_anneal_s$seed &
+done
+sharpkd distill --no-kd --data "$DATA" $A --seed 0 --init-weights runs/student_nokd_s0/model.safetensors \
+  --out runs/student_nokd_anneal_s0
+sharpkd distill --no-kd --data "$DATA" $A --seed 1 --init-weights runs/student_nokd_s1/model.safetensors \
+  --out runs/student_nokd_anneal_s1
+wait
 # Feature distillation (KD + attention transfer), seed 0, the teacher run on every batch (no cache).
 sharpkd distill --config src/sharpkd/configs/student_kd_at.yaml --data "$DATA" --teacher $T --out runs/student_at_s0 \
   --seed 0 --max-epochs 10 &  # the recorded run was stopped by --max-time after 10 epochs

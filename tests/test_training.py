@@ -114,6 +114,13 @@ def test_distill_and_ablation_runs(kd, pairs, teacher_run, tiny_data, tmp_path):
     assert meta["training"]["loss"]["alpha"] == (0.7 if kd else 0.0)
     assert meta["training"]["train_pairs"] == int(pairs)
     assert len(list(out.glob("cache/teacher-*.safetensors"))) == (1 if kd and pairs != "0" else 0)
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["state_dict"] and all(k.startswith("model.") for k in ckpt["state_dict"])  # the student alone
+    if kd and pairs == "64":  # a KD run branched into another recipe (here no teacher) resumes from its checkpoint
+        assert main(["distill", "--data", str(tiny_data), "--out", str(out), *TINY[2:], "--max-epochs", "3",
+                     "--train-pairs", pairs, "--no-residual", "--no-kd", "--resume"]) == 0
+        _, meta = load_weights(out / "model.safetensors")
+        assert len(_losses(out)) == 3 and meta["teacher"] is None and meta["epochs"] == 3
 
 
 def test_teacher_cache_matches_the_teacher_and_is_reused(teacher_run, tiny_data, caplog):

@@ -53,6 +53,17 @@ class RestorationModule(L.LightningModule):
             self.teacher.eval()  # frozen: BatchNorm statistics and dropout stay as trained
         return self
 
+    def on_save_checkpoint(self, checkpoint):
+        # The frozen teacher comes from its own weights file: checkpoints hold the student alone (7x smaller), and
+        # a run can be resumed or branched under another recipe, with a teacher or without one.
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("teacher.")}
+
+    def on_load_checkpoint(self, checkpoint):
+        state = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("teacher.")}
+        if self.teacher is not None:
+            state.update({f"teacher.{k}": v for k, v in self.teacher.state_dict().items()})
+        checkpoint["state_dict"] = state
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x.contiguous(memory_format=torch.channels_last))
 

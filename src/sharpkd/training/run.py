@@ -160,6 +160,7 @@ def run_training(recipe_name: str, args) -> int:
     if not best.best_model_path:
         raise SharpkdError("training ended before the first validation: no weights written")
     state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)
+    module.on_load_checkpoint(state)
     module.load_state_dict(state["state_dict"])
     # A resumed run that had nothing left to train (max epochs already reached) writes no new log.
     rows = epoch_rows([p for p in [*previous_logs, out / log_version / "metrics.csv"] if p.is_file()])
