@@ -25,10 +25,14 @@ LABELS = {"teacher": "Teacher U-Net", "student": "Student (KD)", "student_nokd":
           "student_at": "Student (KD + attention transfer)",
           "student_kdstrong": "Student (KD, teacher weight 14 after epoch 16)",
           "student_nokdstrong": "Student (no KD, GT MSE weight 14.3 after epoch 16)",
+          "student_anneal": "Student (KD + 5 cosine epochs)",
+          "student_nokd_anneal": "Student (no KD + 5 cosine epochs)",
           "student_kdstrong_anneal": "Student (strong KD + 5 cosine epochs)",
-          "student_nokd_anneal": "Student (no KD + 5 cosine epochs)"}
+          "student_nokdstrong_anneal": "Student (no KD, GT MSE weight 14.3, + 5 cosine epochs)"}
 COMPARISONS = (("student", "student_nokd"), ("student_kdstrong", "student"),  # paired over the same pairs
-               ("student_kdstrong", "student_nokdstrong"), ("student_kdstrong_anneal", "student_nokd_anneal"))
+               ("student_kdstrong", "student_nokdstrong"), ("student_anneal", "student_nokd_anneal"),
+               ("student_kdstrong_anneal", "student_nokd_anneal"),
+               ("student_kdstrong_anneal", "student_nokdstrong_anneal"))
 GRID = [LABELS[k] for k in ("teacher", "student", "student_nokd", "student_fast")]
 
 

@@ -16,7 +16,8 @@ from .common import count_parameters
 from .registry import build_model
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-SHIPPED = ("teacher", "student", "student_nokd", "student_fast", "student_videocall", "student_kdstrong")
+SHIPPED = ("teacher", "student", "student_nokd", "student_fast", "student_videocall", "student_kdstrong",
+           "student_kdstrong_anneal")
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:
