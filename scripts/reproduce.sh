@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce the shipped weights and docs/results.md on a CPU (about 9 hours on 2 cores; a GPU is much
+# Reproduce the shipped weights and docs/results.md on a CPU (about 12 hours on 2 cores; a GPU is much
 # faster: add --accelerator gpu). DATA is the shared data folder (faces + natural scenes).
 set -euo pipefail
 DATA=${1:-${SHARPKD_SHARED_DATA:-../shared/data}}
@@ -50,6 +50,13 @@ sharpkd distill --no-kd --data "$DATA" $A --seed 0 --init-weights runs/student_n
 sharpkd distill --no-kd --data "$DATA" $A --seed 1 --init-weights runs/student_nokd_s1/model.safetensors \
   --out runs/student_nokd_anneal_s1
 wait
+for seed in 0 1; do  # the same phase for the seed recipe's KD students and for the control
+  sharpkd distill --data "$DATA" --teacher $T $A --seed $seed --init-weights runs/student_s$seed/model.safetensors \
+    --out runs/student_anneal_s$seed &
+  sharpkd distill --config src/sharpkd/configs/student_nokd_strong.yaml --data "$DATA" $A --seed $seed \
+    --init-weights runs/student_nokdstrong_s$seed/model.safetensors --out runs/student_nokdstrong_anneal_s$seed &
+done
+wait
 # Feature distillation (KD + attention transfer), seed 0, the teacher run on every batch (no cache).
 sharpkd distill --config src/sharpkd/configs/student_kd_at.yaml --data "$DATA" --teacher $T --out runs/student_at_s0 \
   --seed 0 --max-epochs 10 &  # the recorded run was stopped by --max-time after 10 epochs
@@ -68,11 +75,26 @@ MODELS=$MODELS,student_kdstrong=runs/student_kdstrong_s0/model.safetensors
 sharpkd evaluate --data "$DATA/faces" --preset seed --models "$MODELS" --out reports/faces_seed
 sharpkd evaluate --data "$DATA/faces" --preset videocall --models "$MODELS" --out reports/faces_videocall
 sharpkd evaluate --data "$DATA" --preset seed --models "$MODELS" --out reports/all_seed
+# Session 5: the control and the annealed students, per seed (reports/faces_seed_s5 and _s5_s1).
+for seed in 0 1; do
+  M=student=runs/student_s$seed/model.safetensors,student_nokd=runs/student_nokd_s$seed/model.safetensors
+  for m in kdstrong nokdstrong kdstrong_anneal nokd_anneal anneal nokdstrong_anneal; do
+    M=$M,student_$m=runs/student_${m}_s$seed/model.safetensors
+  done
+  if [ $seed = 0 ]; then
+    sharpkd evaluate --data "$DATA/faces" --preset seed --models "teacher=$T,$M" --out reports/faces_seed_s5
+    sharpkd evaluate --data "$DATA/faces" --preset videocall --models "teacher=$T,$M" --out reports/faces_videocall_s5
+  else
+    sharpkd evaluate --data "$DATA/faces" --preset seed --models "$M" --out reports/faces_seed_s5_s1
+  fi
+done
 
 # Ship: weights + sidecar + curves into the package (seed 0 runs).
 ship() { cp runs/$1/model.safetensors src/sharpkd/weights/$2.safetensors; cp runs/$1/model.json src/sharpkd/weights/$2.json
          cp runs/$1/curves.png src/sharpkd/weights/$2_curves.png; }
 ship teacher teacher; ship student_s0 student; ship student_nokd_s0 student_nokd
 ship student_fast student_fast; ship student_videocall student_videocall
+ship student_kdstrong_s0 student_kdstrong; ship student_kdstrong_anneal_s0 student_kdstrong_anneal
 
 python scripts/annotate_sidecars.py seed=reports/faces_seed/report.json videocall=reports/faces_videocall/report.json
+python scripts/annotate_sidecars.py seed=reports/faces_seed_s5/report.json  # student_kdstrong_anneal
