@@ -94,6 +94,11 @@ def run_training(recipe_name: str, args) -> int:
     resume = ckpt_dir / "last.ckpt" if args.resume else None
     if resume and not resume.is_file():
         raise SharpkdError(f"--resume: no checkpoint at {resume}")
+    if resume:  # the LR schedule's saved state only fits the same kind of schedule
+        saved = torch.load(resume, map_location="cpu", weights_only=True).get("lr_schedulers") or [{}]
+        kind = "cosine" if "T_max" in saved[0] else "plateau"
+        if kind != recipe["schedule"]:
+            raise SharpkdError(f"--resume: {out} was trained with the {kind} LR schedule; pass --schedule {kind}")
     init = getattr(args, "init_weights", None)
     if resume and init:
         raise SharpkdError("--resume and --init-weights exclude each other: a resumed run keeps its own weights")
