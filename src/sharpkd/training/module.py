@@ -28,6 +28,12 @@ class FeatureTaps:
 ATTENTION_LAYERS = ("enc1", "enc2", "bottleneck", "dec2", "dec1")  # same names and resolutions in both U-Nets
 
 
+def saved_schedule(checkpoint: dict) -> str:
+    """The kind of LR schedule (configure_optimizers below) a checkpoint was trained with."""
+    state = (checkpoint.get("lr_schedulers") or [{}])[0]
+    return "cosine" if "T_max" in state else "plateau"
+
+
 class RestorationModule(L.LightningModule):
     def __init__(self, model: nn.Module, loss: dict, lr: float = 1e-3, lr_factor: float = 0.5,
                  lr_patience: int = 2, min_lr: float = 1e-6, teacher: nn.Module | None = None,

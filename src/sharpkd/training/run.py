@@ -23,7 +23,7 @@ from ..sysinfo import cpu_name
 from ..models import build_model, count_parameters, load_weights, resolve_weights, save_weights
 from .config import OVERRIDABLE, load_recipe
 from .datamodule import DeblurDataModule
-from .module import RestorationModule
+from .module import RestorationModule, saved_schedule
 from .teacher_cache import cached_teacher_outputs
 from .report import epoch_rows, epoch_table, plot_curves, write_metrics_csv
 
@@ -94,14 +94,13 @@ def run_training(recipe_name: str, args) -> int:
     resume = ckpt_dir / "last.ckpt" if args.resume else None
     if resume and not resume.is_file():
         raise SharpkdError(f"--resume: no checkpoint at {resume}")
-    if resume:  # the LR schedule's saved state only fits the same kind of schedule
-        saved = torch.load(resume, map_location="cpu", weights_only=True).get("lr_schedulers") or [{}]
-        kind = "cosine" if "T_max" in saved[0] else "plateau"
-        if kind != recipe["schedule"]:
-            raise SharpkdError(f"--resume: {out} was trained with the {kind} LR schedule; pass --schedule {kind}")
     init = getattr(args, "init_weights", None)
     if resume and init:
         raise SharpkdError("--resume and --init-weights exclude each other: a resumed run keeps its own weights")
+    if resume:  # the LR schedule's saved state only fits the same kind of schedule
+        kind = saved_schedule(torch.load(resume, map_location="cpu", weights_only=True))
+        if kind != recipe["schedule"]:
+            raise SharpkdError(f"--resume: {out} was trained with the {kind} LR schedule; pass --schedule {kind}")
     if not resume and (out / "model.safetensors").exists():
         log.warning("%s already holds a finished run: its files will be replaced", out)
     L.seed_everything(recipe["seed"], workers=True, verbose=False)
