@@ -1,4 +1,4 @@
-"""ONNX export: dynamic height and width, parity with PyTorch, int8, and the fast student variant."""
+"""ONNX export: dynamic height and width, parity with PyTorch, int8, and the student variants."""
 from __future__ import annotations
 
 import numpy as np
@@ -78,9 +78,14 @@ def test_eager_padding_unchanged():
     assert torch.equal(y[..., 6, :9], x[..., 4, :])  # reflect otherwise
 
 
-def test_student_fast_variant(tmp_path):
-    net = build_model("student_fast").eval()
-    assert 15_000 <= count_parameters(net) <= 25_000 and net.multiple == 8
+@pytest.mark.parametrize("name,multiple", [("student_fast", 8), ("student_gated", 4)])
+def test_student_variants_run_any_size_and_export(name, multiple, tmp_path):
+    torch.manual_seed(0)
+    net = build_model(name).eval()
+    with torch.no_grad():  # move the zero-initialised layers, so that every branch counts in the parity check
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    assert 15_000 <= count_parameters(net) <= 25_000 and net.multiple == multiple
     for hw in [(1, 1), (7, 13), (37, 61)]:
         with torch.inference_mode():
             assert net(torch.rand(1, 3, *hw)).shape == (1, 3, *hw)

@@ -10,9 +10,10 @@ from sharpkd.errors import SharpkdError
 def test_parameter_counts_match_the_seed():
     assert abs(count_parameters(TeacherUNet()) - 469_155) / 469_155 <= 0.03
     assert abs(count_parameters(LightStudentUNet()) - 20_190) / 20_190 <= 0.05
+    assert abs(count_parameters(build_model("student_gated")) - 20_190) / 20_190 <= 0.05
 
 
-@pytest.mark.parametrize("name", ["teacher", "student"])
+@pytest.mark.parametrize("name", ["teacher", "student", "student_gated"])
 @pytest.mark.parametrize("residual", [False, True])
 def test_any_size_in_gives_same_size_out_in_unit_range(name, residual):
     torch.manual_seed(0)
@@ -67,11 +68,12 @@ def test_macs_count_convolutions_exactly():
     assert count_macs(TeacherUNet(), 128, 128) > 15 * count_macs(LightStudentUNet(), 128, 128)
 
 
-def test_bf16_channels_last_student_trains_with_finite_gradients():
+@pytest.mark.parametrize("name", ["student", "student_gated"])
+def test_bf16_channels_last_student_trains_with_finite_gradients(name):
     """The fast path (bf16 autocast + channels_last): a few hundred steps, every gradient finite.
     Without the fp32 dilated depthwise conv the bottleneck's gradients went non-finite after ~50 steps."""
     torch.manual_seed(0)
-    model = build_model("student").train().to(memory_format=torch.channels_last)
+    model = build_model(name).train().to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = CombinedLoss()
     sharp = torch.rand(4, 3, 32, 32)
@@ -90,7 +92,7 @@ def test_bf16_channels_last_student_trains_with_finite_gradients():
     assert loss.item() < first
 
 
-@pytest.mark.parametrize("name", ["teacher", "student", "student_fast"])
+@pytest.mark.parametrize("name", ["teacher", "student", "student_fast", "student_gated"])
 def test_residual_models_start_as_the_identity(name):
     """A global-residual model starts by returning its input (zero-initialised last layer)."""
     model = build_model(name, residual=True).eval()

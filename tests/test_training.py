@@ -264,3 +264,10 @@ def test_evaluate_writes_both_reports_with_every_row(teacher_run, tiny_data, tmp
     assert all(c["ssim"]["mean"] == 0 and c["ssim"]["ci95"] == [0, 0] for c in report["comparisons"])
     # The oracle deconvolution really deblurs: it beats the blurry input.
     assert report["rows"][2]["psnr"] > report["rows"][0]["psnr"]
+    # The breakdown by blur kind covers every pair once, and its pair-weighted means are the overall means.
+    groups = report["by_degradation"]
+    assert {g["group"].split(",")[0] for g in groups} <= {"GaussianBlur", "MotionBlur"}
+    assert sum(g["pairs"] for g in groups) == 12 and "SSIM by blur kind" in md
+    for row in report["rows"]:
+        mean = sum(g["pairs"] * g["ssim"][row["method"]] for g in groups) / 12
+        assert mean == pytest.approx(row["ssim"], abs=1e-5)

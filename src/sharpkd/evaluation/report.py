@@ -28,11 +28,16 @@ LABELS = {"teacher": "Teacher U-Net", "student": "Student (KD)", "student_nokd":
           "student_anneal": "Student (KD + 5 cosine epochs)",
           "student_nokd_anneal": "Student (no KD + 5 cosine epochs)",
           "student_kdstrong_anneal": "Student (strong KD + 5 cosine epochs)",
-          "student_nokdstrong_anneal": "Student (no KD, GT MSE weight 14.3, + 5 cosine epochs)"}
+          "student_nokdstrong_anneal": "Student (no KD, GT MSE weight 14.3, + 5 cosine epochs)",
+          "student_gated": "Gated student (KD)", "student_gated_nokd": "Gated student (no KD)",
+          "student_gated_anneal": "Gated student (KD + 5 cosine epochs)",
+          "student_gated_nokd_anneal": "Gated student (no KD + 5 cosine epochs)"}
 COMPARISONS = (("student", "student_nokd"), ("student_kdstrong", "student"),  # paired over the same pairs
                ("student_kdstrong", "student_nokdstrong"), ("student_anneal", "student_nokd_anneal"),
                ("student_kdstrong_anneal", "student_nokd_anneal"),
-               ("student_kdstrong_anneal", "student_nokdstrong_anneal"))
+               ("student_kdstrong_anneal", "student_nokdstrong_anneal"), ("student_gated", "student_gated_nokd"),
+               ("student_gated", "student"), ("student_gated_anneal", "student_gated_nokd_anneal"),
+               ("student_gated_anneal", "student_kdstrong_anneal"))
 GRID = [LABELS[k] for k in ("teacher", "student", "student_nokd", "student_fast")]
 
 
@@ -154,7 +159,34 @@ def evaluate(args) -> dict:
                    if LABELS[a] in per_image_all and LABELS[b] in per_image_all]
     return {"pairs": description, "split": args.split, "threads": torch.get_num_threads(), "rows": rows,
             "comparisons": comparisons, "seeds": seed_summary(rows, names),
+            "by_degradation": by_degradation(ops, per_image_all) if ops else [],
             "_outputs": outputs, "_blurry": blurry, "_sharp": sharp}
+
+
+STRENGTH = ("sigma", "length", "radius", "max_length")  # the parameter that sets each blur's size
+
+
+def by_degradation(ops: list[list[dict]], per_image: dict, bins: int = 3) -> list[dict]:
+    """Mean SSIM and PSNR of every method per blur kind (each pair's first op) and per third of its strength:
+    where the gap between the models lies."""
+    first = [o[0] if o else {"op": "none"} for o in ops]
+    groups = []
+    for kind in sorted({f["op"] for f in first}):
+        idx = [i for i, f in enumerate(first) if f["op"] == kind]
+        key = next((k for k in STRENGTH if k in first[idx[0]]), None)
+        parts = [(kind, idx)]
+        if key is not None and len(idx) >= 3 * bins:
+            values = np.array([first[i][key] for i in idx])
+            edges = np.quantile(values, np.linspace(0, 1, bins + 1))
+            which = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, bins - 1)
+            parts = [(f"{kind}, {key} {edges[b]:.1f}-{edges[b + 1]:.1f}", [i for i, w in zip(idx, which) if w == b])
+                     for b in range(bins)]
+        for name, sel in parts:
+            t = torch.tensor(sel)
+            groups.append({"group": name, "pairs": len(sel),
+                           **{m: {label: v[m][t].mean().item() for label, v in per_image.items()}
+                              for m in ("ssim", "psnr")}})
+    return groups
 
 
 def paired_difference(per_image: dict, a: str, b: str, resamples: int = 2000, seed: int = 0) -> dict:
@@ -193,6 +225,13 @@ def report_markdown(result: dict) -> str:
                   "| Model | Runs | SSIM mean | SSIM sd | PSNR mean (dB) | PSNR sd |", "|---|---|---|---|---|---|"]
         lines += [f"| {g['model']} | {g['runs']} | {g['ssim']['mean']:.4f} | {g['ssim']['sd']:.4f} | "
                   f"{g['psnr']['mean']:.2f} | {g['psnr']['sd']:.3f} |" for g in result["seeds"]]
+    if result.get("by_degradation"):
+        groups = result["by_degradation"]
+        lines += ["\nSSIM by blur kind and strength (thirds of each kind's pairs):\n",
+                  "| Method | " + " | ".join(f"{g['group']} ({g['pairs']})" for g in groups) + " |",
+                  "|---|" + "---|" * len(groups)]
+        lines += [f"| {r['method']} | " + " | ".join(f"{g['ssim'][r['method']]:.4f}" for g in groups) + " |"
+                  for r in result["rows"]]
     lines.append(f"\nLatency: median of 30 batch-1 forwards, bf16 autocast + channels_last, "
                  f"{result['threads']} CPU threads. Metrics: SSIM (11x11 Gaussian, sigma 1.5), PSNR, MAE on [0, 1].\n")
     return "\n".join(lines)

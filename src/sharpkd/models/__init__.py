@@ -3,6 +3,7 @@ from .common import RestorationNet, SeparableConv, count_parameters, pad_to_mult
 from .registry import MODELS, build_model, register_model
 from .student import LightStudentUNet
 from .student_fast import FastStudentUNet
+from .student_gated import GatedStudentUNet
 from .teacher import TeacherUNet
 from .weights import load_weights, resolve_weights, save_weights, shipped_weights_path
 from .profile import count_macs
