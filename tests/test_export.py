@@ -78,7 +78,7 @@ def test_eager_padding_unchanged():
     assert torch.equal(y[..., 6, :9], x[..., 4, :])  # reflect otherwise
 
 
-@pytest.mark.parametrize("name,multiple", [("student_fast", 8), ("student_gated", 4)])
+@pytest.mark.parametrize("name,multiple", [("student_fast", 8), ("student_gated", 4), ("student_lk", 4)])
 def test_student_variants_run_any_size_and_export(name, multiple, tmp_path):
     torch.manual_seed(0)
     net = build_model(name).eval()

@@ -10,10 +10,11 @@ from sharpkd.errors import SharpkdError
 def test_parameter_counts_match_the_seed():
     assert abs(count_parameters(TeacherUNet()) - 469_155) / 469_155 <= 0.03
     assert abs(count_parameters(LightStudentUNet()) - 20_190) / 20_190 <= 0.05
-    assert abs(count_parameters(build_model("student_gated")) - 20_190) / 20_190 <= 0.05
+    for variant in ("student_gated", "student_lk"):
+        assert abs(count_parameters(build_model(variant)) - 20_190) / 20_190 <= 0.05
 
 
-@pytest.mark.parametrize("name", ["teacher", "student", "student_gated"])
+@pytest.mark.parametrize("name", ["teacher", "student", "student_gated", "student_lk"])
 @pytest.mark.parametrize("residual", [False, True])
 def test_any_size_in_gives_same_size_out_in_unit_range(name, residual):
     torch.manual_seed(0)
@@ -68,7 +69,7 @@ def test_macs_count_convolutions_exactly():
     assert count_macs(TeacherUNet(), 128, 128) > 15 * count_macs(LightStudentUNet(), 128, 128)
 
 
-@pytest.mark.parametrize("name", ["student", "student_gated"])
+@pytest.mark.parametrize("name", ["student", "student_gated", "student_lk"])
 def test_bf16_channels_last_student_trains_with_finite_gradients(name):
     """The fast path (bf16 autocast + channels_last): a few hundred steps, every gradient finite.
     Without the fp32 dilated depthwise conv the bottleneck's gradients went non-finite after ~50 steps."""
@@ -92,7 +93,7 @@ def test_bf16_channels_last_student_trains_with_finite_gradients(name):
     assert loss.item() < first
 
 
-@pytest.mark.parametrize("name", ["teacher", "student", "student_fast", "student_gated"])
+@pytest.mark.parametrize("name", ["teacher", "student", "student_fast", "student_gated", "student_lk"])
 def test_residual_models_start_as_the_identity(name):
     """A global-residual model starts by returning its input (zero-initialised last layer)."""
     model = build_model(name, residual=True).eval()

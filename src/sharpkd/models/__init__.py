@@ -4,6 +4,7 @@ from .registry import MODELS, build_model, register_model
 from .student import LightStudentUNet
 from .student_fast import FastStudentUNet
 from .student_gated import GatedStudentUNet
+from .student_lk import LargeKernelStudentUNet
 from .teacher import TeacherUNet
 from .weights import load_weights, resolve_weights, save_weights, shipped_weights_path
 from .profile import count_macs

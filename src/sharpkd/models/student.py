@@ -14,9 +14,9 @@ class DilatedBottleneck(nn.Module):
     On CPU, bf16 autocast with channels_last makes the dilated depthwise conv produce non-finite
     gradients (torch 2.13, oneDNN); it is computed in fp32, which costs little at 1/4 resolution."""
 
-    def __init__(self, cin: int, cout: int):
+    def __init__(self, cin: int, cout: int, kernel: int = 3):
         super().__init__()
-        self.depthwise = nn.Conv2d(cin, cin, 3, padding=2, dilation=2, groups=cin, bias=False)
+        self.depthwise = nn.Conv2d(cin, cin, kernel, padding=kernel - 1, dilation=2, groups=cin, bias=False)
         self.pointwise = nn.Conv2d(cin, cout, 1)
         self.act = nn.LeakyReLU(0.1, inplace=True)
 
