@@ -24,6 +24,7 @@ for seed in 0 1; do
 done
 for seed in 0 1; do  # branches at epoch 16 (-a: the log times give the wall times)
   cp -a runs/student_s$seed runs/student_kdstrong_s$seed; cp -a runs/student_s$seed runs/student_nokdstrong_s$seed
+  cp -a runs/student_s$seed runs/student_e16_s$seed  # session 6's reference at 16 epochs
 done
 for seed in 0 1; do
   sharpkd distill --data "$DATA" --teacher $T --out runs/student_s$seed --seed $seed $LL &
@@ -57,6 +58,17 @@ for seed in 0 1; do  # the same phase for the seed recipe's KD students and for 
     --init-weights runs/student_nokdstrong_s$seed/model.safetensors --out runs/student_nokdstrong_anneal_s$seed &
 done
 wait
+# Session 6: two ~20K students of another design, the seed's KD recipe, seed 0, to 16 epochs; then the same
+# 5-epoch annealing phase for them and for the KD seed-0 student at 16 epochs (runs/student_e16_s0, copied above).
+K="--data $DATA --teacher $T --cache-dir runs/cache --seed 0"
+sharpkd distill $K --arch student_gated --max-epochs 16 --out runs/student_gated_s0 &
+sharpkd distill $K --arch student_lk --max-epochs 16 --out runs/student_lk_s0 &
+wait
+sharpkd distill $K $A --init-weights runs/student_e16_s0/model.safetensors --out runs/student_e16_anneal_s0 &
+sharpkd distill $K $A --arch student_lk --init-weights runs/student_lk_s0/model.safetensors --out runs/student_lk_anneal_s0 &
+wait
+sharpkd distill $K $A --arch student_gated --init-weights runs/student_gated_s0/model.safetensors \
+  --out runs/student_gated_anneal_s0
 # Feature distillation (KD + attention transfer), seed 0, the teacher run on every batch (no cache).
 sharpkd distill --config src/sharpkd/configs/student_kd_at.yaml --data "$DATA" --teacher $T --out runs/student_at_s0 \
   --seed 0 --max-epochs 10 &  # the recorded run was stopped by --max-time after 10 epochs
@@ -88,6 +100,12 @@ for seed in 0 1; do
     sharpkd evaluate --data "$DATA/faces" --preset seed --models "$M" --out reports/faces_seed_s5_s1
   fi
 done
+
+# Session 6: the new designs at 16 epochs and annealed, against the seed student at the same epochs.
+M=teacher=$T
+for m in e16 e16_anneal gated gated_anneal lk lk_anneal kdstrong_anneal; do M=$M,student_$m=runs/student_${m}_s0/model.safetensors; done
+sharpkd evaluate --data "$DATA/faces" --preset seed --models "$M" --out reports/faces_seed_s6
+sharpkd evaluate --data "$DATA/faces" --preset videocall --models "$M" --out reports/faces_videocall_s6
 
 # Ship: weights + sidecar + curves into the package (seed 0 runs).
 ship() { cp runs/$1/model.safetensors src/sharpkd/weights/$2.safetensors; cp runs/$1/model.json src/sharpkd/weights/$2.json
