@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce the shipped weights and docs/results.md on a CPU (about 12 hours on 2 cores; a GPU is much
+# Reproduce the shipped weights and docs/results.md on a CPU (about 14 hours on 2 cores; a GPU is much
 # faster: add --accelerator gpu). DATA is the shared data folder (faces + natural scenes).
 set -euo pipefail
 DATA=${1:-${SHARPKD_SHARED_DATA:-../shared/data}}
@@ -113,6 +113,8 @@ ship() { cp runs/$1/model.safetensors src/sharpkd/weights/$2.safetensors; cp run
 ship teacher teacher; ship student_s0 student; ship student_nokd_s0 student_nokd
 ship student_fast student_fast; ship student_videocall student_videocall
 ship student_kdstrong_s0 student_kdstrong; ship student_kdstrong_anneal_s0 student_kdstrong_anneal
+ship student_lk_anneal_s0 student_lk_anneal
 
 python scripts/annotate_sidecars.py seed=reports/faces_seed/report.json videocall=reports/faces_videocall/report.json
 python scripts/annotate_sidecars.py seed=reports/faces_seed_s5/report.json  # student_kdstrong_anneal
+python scripts/annotate_sidecars.py seed=reports/faces_seed_s6/report.json  # student_lk_anneal
