@@ -13,7 +13,7 @@ from torch import nn
 
 from .common import RestorationNet, SeparableConv
 from .registry import register_model
-from .student import DilatedBottleneck
+from .student import DilatedBottleneck, LightStudentUNet
 from .student_gated import upsample
 
 
@@ -36,10 +36,4 @@ class LargeKernelStudentUNet(RestorationNet):
         self.head = nn.Conv2d(c1, 3, 1)
         self.init_output()
 
-    def body(self, x):
-        e1 = self.enc1(x)
-        e2 = self.enc2(self.pool(e1))
-        b = self.bottleneck(self.pool(e2))
-        d2 = self.dec2(self.up2(b) + e2)
-        d1 = self.dec1(self.up1(d2) + e1)
-        return self.head(self.refine(d1))
+    body = LightStudentUNet.body  # the seed student's forward: the same layers by the same names
