@@ -30,6 +30,11 @@ class SeparableConv(nn.Sequential):
             *([nn.LeakyReLU(0.1, inplace=True)] if act else []))
 
 
+def upsample(cin: int, cout: int) -> nn.Sequential:
+    """1x1 conv then nearest 2x: the students' cheap alternative to a 2x2 transposed conv (4x fewer weights)."""
+    return nn.Sequential(nn.Conv2d(cin, cout, 1), nn.Upsample(scale_factor=2, mode="nearest"))
+
+
 class RestorationNet(nn.Module):
     """Base of the fully convolutional restorers: pads any HxW to `multiple`, crops back, output in [0, 1].
 

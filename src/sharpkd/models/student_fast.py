@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import RestorationNet, SeparableConv
+from .common import RestorationNet, SeparableConv, upsample
 from .registry import register_model
 from .student import DilatedBottleneck
 
@@ -33,9 +33,9 @@ class FastStudentUNet(RestorationNet):
         self.enc2 = nn.Sequential(SeparableConv(c1, c2), SeparableConv(c2, c2))
         self.pool = nn.MaxPool2d(2)
         self.bottleneck = nn.Sequential(DilatedBottleneck(c2, c3), SeparableConv(c3, c3))
-        self.up2 = nn.Sequential(nn.Conv2d(c3, c2, 1), nn.Upsample(scale_factor=2, mode="nearest"))
+        self.up2 = upsample(c3, c2)
         self.dec2 = nn.Sequential(SeparableConv(c2, c2), SeparableConv(c2, c2))
-        self.up1 = nn.Sequential(nn.Conv2d(c2, c1, 1), nn.Upsample(scale_factor=2, mode="nearest"))
+        self.up1 = upsample(c2, c1)
         self.dec1 = SeparableConv(c1, c1)
         self.head = nn.Sequential(nn.Conv2d(c1, c1, 3, padding=1, groups=c1, bias=False),
                                   nn.ConvTranspose2d(c1, 3, 2, stride=2))

@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import RestorationNet, SeparableConv
+from .common import RestorationNet, SeparableConv, upsample
 from .registry import register_model
-from .student import DilatedBottleneck
+from .student import DilatedBottleneck, LightStudentUNet
 
 
 class GatedBlock(nn.Module):
@@ -37,10 +37,6 @@ class GatedBlock(nn.Module):
         return x + self.project(a * b)
 
 
-def upsample(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 1), nn.Upsample(scale_factor=2, mode="nearest"))
-
-
 @register_model("student_gated")
 class GatedStudentUNet(RestorationNet):
     """Separable convs + gated blocks at full and half resolution, dilated bottleneck at 1/4, additive skips."""
@@ -56,13 +52,8 @@ class GatedStudentUNet(RestorationNet):
         self.dec2 = nn.Sequential(GatedBlock(c2), GatedBlock(c2))
         self.up1 = upsample(c2, c1)
         self.dec1 = nn.Sequential(GatedBlock(c1), GatedBlock(c1))
+        self.refine = nn.Identity()  # the gated blocks refine; the seed student's extra conv is left out
         self.head = nn.Conv2d(c1, 3, 3, padding=1)
         self.init_output()
 
-    def body(self, x: torch.Tensor) -> torch.Tensor:
-        e1 = self.enc1(x)
-        e2 = self.enc2(self.pool(e1))
-        b = self.bottleneck(self.pool(e2))
-        d2 = self.dec2(self.up2(b) + e2)
-        d1 = self.dec1(self.up1(d2) + e1)
-        return self.head(d1)
+    body = LightStudentUNet.body  # the seed student's forward: the same layers by the same names

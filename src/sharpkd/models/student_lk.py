@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from .common import RestorationNet, SeparableConv
+from .common import RestorationNet, SeparableConv, upsample
 from .registry import register_model
 from .student import DilatedBottleneck, LightStudentUNet
-from .student_gated import upsample
 
 
 @register_model("student_lk")
