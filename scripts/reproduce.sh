@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce the shipped weights and docs/results.md on a CPU (about 14 hours on 2 cores; a GPU is much
+# Reproduce the shipped weights and docs/results.md on a CPU (about 16 hours on 2 cores; a GPU is much
 # faster: add --accelerator gpu). DATA is the shared data folder (faces + natural scenes).
 set -euo pipefail
 DATA=${1:-${SHARPKD_SHARED_DATA:-../shared/data}}
@@ -69,6 +69,16 @@ sharpkd distill $K $A --arch student_lk --init-weights runs/student_lk_s0/model.
 wait
 sharpkd distill $K $A --arch student_gated --init-weights runs/student_gated_s0/model.safetensors \
   --out runs/student_gated_anneal_s0
+# Session 7: the large-kernel student's KD ablation and second seed (KD seed 1, no KD seed 0), same recipe.
+K1="--data $DATA --teacher $T --cache-dir runs/cache --seed 1 --arch student_lk"
+N="--no-kd --data $DATA --arch student_lk"
+sharpkd distill $K1 --max-epochs 16 --out runs/student_lk_s1 &
+sharpkd distill $N --max-epochs 16 --seed 0 --out runs/student_lk_nokd_s0 &
+wait
+sharpkd distill $K1 $A --init-weights runs/student_lk_s1/model.safetensors \
+  --out runs/student_lk_anneal_s1 &
+sharpkd distill $N $A --seed 0 --init-weights runs/student_lk_nokd_s0/model.safetensors --out runs/student_lk_nokd_anneal_s0 &
+wait
 # Feature distillation (KD + attention transfer), seed 0, the teacher run on every batch (no cache).
 sharpkd distill --config src/sharpkd/configs/student_kd_at.yaml --data "$DATA" --teacher $T --out runs/student_at_s0 \
   --seed 0 --max-epochs 10 &  # the recorded run was stopped by --max-time after 10 epochs
@@ -106,6 +116,13 @@ M=teacher=$T
 for m in e16 e16_anneal gated gated_anneal lk lk_anneal kdstrong_anneal; do M=$M,student_$m=runs/student_${m}_s0/model.safetensors; done
 sharpkd evaluate --data "$DATA/faces" --preset seed --models "$M" --out reports/faces_seed_s6
 sharpkd evaluate --data "$DATA/faces" --preset videocall --models "$M" --out reports/faces_videocall_s6
+# Session 7: the large-kernel student's KD ablation (KD seeds 0 and 1, no KD seed 0).
+M=teacher=$T,student_lk=runs/student_lk_s0/model.safetensors,student_lk@1=runs/student_lk_s1/model.safetensors
+M=$M,student_lk_nokd=runs/student_lk_nokd_s0/model.safetensors,student_lk_anneal=runs/student_lk_anneal_s0/model.safetensors
+M=$M,student_lk_anneal@1=runs/student_lk_anneal_s1/model.safetensors
+M=$M,student_lk_nokd_anneal=runs/student_lk_nokd_anneal_s0/model.safetensors
+sharpkd evaluate --data "$DATA/faces" --preset seed --models "$M" --out reports/faces_seed_s7
+sharpkd evaluate --data "$DATA/faces" --preset videocall --models "$M" --out reports/faces_videocall_s7
 
 # Ship: weights + sidecar + curves into the package (seed 0 runs).
 ship() { cp runs/$1/model.safetensors src/sharpkd/weights/$2.safetensors; cp runs/$1/model.json src/sharpkd/weights/$2.json

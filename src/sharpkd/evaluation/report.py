@@ -33,14 +33,17 @@ LABELS = {"teacher": "Teacher U-Net", "student": "Student (KD)", "student_nokd":
           "student_gated": "Gated student (KD, 16 epochs)",
           "student_gated_anneal": "Gated student (KD, 16 + 5 cosine epochs)",
           "student_lk": "Large-kernel student (KD, 16 epochs)",
-          "student_lk_anneal": "Large-kernel student (KD, 16 + 5 cosine epochs)"}
+          "student_lk_anneal": "Large-kernel student (KD, 16 + 5 cosine epochs)",
+          "student_lk_nokd": "Large-kernel student (no KD, 16 epochs)",
+          "student_lk_nokd_anneal": "Large-kernel student (no KD, 16 + 5 cosine epochs)"}
 COMPARISONS = (("student", "student_nokd"), ("student_kdstrong", "student"),  # paired over the same pairs
                ("student_kdstrong", "student_nokdstrong"), ("student_anneal", "student_nokd_anneal"),
                ("student_kdstrong_anneal", "student_nokd_anneal"),
                ("student_kdstrong_anneal", "student_nokdstrong_anneal"),
                ("student_gated", "student_e16"), ("student_lk", "student_e16"),  # same epochs, same KD recipe
                ("student_gated_anneal", "student_e16_anneal"), ("student_lk_anneal", "student_e16_anneal"),
-               ("student_lk_anneal", "student_kdstrong_anneal"))
+               ("student_lk_anneal", "student_kdstrong_anneal"),
+               ("student_lk", "student_lk_nokd"), ("student_lk_anneal", "student_lk_nokd_anneal"))
 GRID = [LABELS[k] for k in ("teacher", "student", "student_nokd", "student_fast")]
 
 
