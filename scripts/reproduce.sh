@@ -121,8 +121,9 @@ M=teacher=$T,student_lk=runs/student_lk_s0/model.safetensors,student_lk@1=runs/s
 M=$M,student_lk_nokd=runs/student_lk_nokd_s0/model.safetensors,student_lk_anneal=runs/student_lk_anneal_s0/model.safetensors
 M=$M,student_lk_anneal@1=runs/student_lk_anneal_s1/model.safetensors
 M=$M,student_lk_nokd_anneal=runs/student_lk_nokd_anneal_s0/model.safetensors
-sharpkd evaluate --data "$DATA/faces" --preset seed --models "$M" --out reports/faces_seed_s7
-sharpkd evaluate --data "$DATA/faces" --preset videocall --models "$M" --out reports/faces_videocall_s7
+C=student_lk:student_lk_nokd,student_lk_anneal:student_lk_nokd_anneal
+sharpkd evaluate --data "$DATA/faces" --preset seed --models "$M" --compare "$C" --out reports/faces_seed_s7
+sharpkd evaluate --data "$DATA/faces" --preset videocall --models "$M" --compare "$C" --out reports/faces_videocall_s7
 
 # Ship: weights + sidecar + curves into the package (seed 0 runs).
 ship() { cp runs/$1/model.safetensors src/sharpkd/weights/$2.safetensors; cp runs/$1/model.json src/sharpkd/weights/$2.json

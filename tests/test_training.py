@@ -239,6 +239,17 @@ def test_resume_without_checkpoint_and_missing_teacher_are_one_line_errors(tiny_
     assert len(err) == 3 and all(line.startswith("sharpkd: error:") for line in err)
 
 
+def test_evaluate_compare_picks_the_paired_differences(teacher_run, tiny_data, tmp_path, capsys):
+    w = teacher_run / "model.safetensors"
+    args = ["evaluate", "--data", str(tiny_data), "--split", "all", "--count", "4", "--size", "32",
+            "--models", f"student={w},student_nokd={w},student@1={w}", "--out", str(tmp_path / "eval")]
+    assert main(args + ["--compare", "student@1:student_nokd,student:missing"]) == 0
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert [(c["a"], c["b"]) for c in report["comparisons"]] == [("Student (KD) @1", "Student (no KD)")]
+    assert main(args + ["--compare", "student"]) == 2
+    assert "--compare wants A:B pairs" in capsys.readouterr().err
+
+
 def test_evaluate_writes_both_reports_with_every_row(teacher_run, tiny_data, tmp_path):
     out = tmp_path / "eval"
     w = teacher_run / "model.safetensors"

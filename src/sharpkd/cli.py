@@ -211,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--models", default="teacher,student,student_nokd",
                    help="comma list of NAME or NAME=PATH (default: shipped teacher,student,student_nokd)")
+    p.add_argument("--compare", help="paired differences to report, A:B,C:D (names from --models; "
+                                     "default: the project's KD ablation pairs that are present)")
     p.add_argument("--out", default="reports/eval")
     p.set_defaults(func=cmd_evaluate)
 

@@ -42,8 +42,7 @@ COMPARISONS = (("student", "student_nokd"), ("student_kdstrong", "student"),  # 
                ("student_kdstrong_anneal", "student_nokdstrong_anneal"),
                ("student_gated", "student_e16"), ("student_lk", "student_e16"),  # same epochs, same KD recipe
                ("student_gated_anneal", "student_e16_anneal"), ("student_lk_anneal", "student_e16_anneal"),
-               ("student_lk_anneal", "student_kdstrong_anneal"),
-               ("student_lk", "student_lk_nokd"), ("student_lk_anneal", "student_lk_nokd_anneal"))
+               ("student_lk_anneal", "student_kdstrong_anneal"))  # the default of --compare
 GRID = [LABELS[k] for k in ("teacher", "student", "student_nokd", "student_fast")]
 
 
@@ -105,6 +104,16 @@ def _parse_models(spec: str) -> list[tuple[str, str]]:
     return out
 
 
+def _parse_compare(spec: str | None) -> tuple[tuple[str, str], ...]:
+    """"a:b,c@1:d" -> (("a", "b"), ("c@1", "d")): model names as given to --models; None -> COMPARISONS."""
+    if not spec:
+        return COMPARISONS
+    pairs = [item.strip().split(":") for item in spec.split(",") if item.strip()]
+    if any(len(p) != 2 or not all(p) for p in pairs):
+        raise SharpkdError(f"--compare wants A:B pairs separated by commas, got {spec!r}")
+    return tuple((a.strip(), b.strip()) for a, b in pairs)
+
+
 def _label(name: str) -> str:
     base, _, run = name.partition("@")
     return LABELS.get(base, base) + (f" @{run}" if run else "")
@@ -128,6 +137,7 @@ def seed_summary(rows: list[dict], names: dict[str, str]) -> list[dict]:
 
 
 def evaluate(args) -> dict:
+    compare = _parse_compare(getattr(args, "compare", None))
     blurry, sharp, ops, description = _pairs(args)
     kernels = true_kernels(ops) if ops else None
     methods = {"Blurry input": (None, lambda x: x), "Unsharp mask": (None, lambda x: _batched(unsharp_mask, x))}
@@ -161,8 +171,11 @@ def evaluate(args) -> dict:
                        macs_720p=count_macs(model, 720, 1280), latency_ms_128=cpu_latency_ms(model))
         rows.append(row)
         log.info("%-40s SSIM %.4f  PSNR %.2f dB  MAE %.4f", label, row["ssim"], row["psnr"], row["mae"])
-    comparisons = [paired_difference(per_image_all, LABELS[a], LABELS[b]) for a, b in COMPARISONS
-                   if LABELS[a] in per_image_all and LABELS[b] in per_image_all]
+    present = [(a, b) for a, b in compare if _label(a) in per_image_all and _label(b) in per_image_all]
+    if getattr(args, "compare", None) and len(present) < len(compare):
+        log.warning("--compare: skipping pairs whose models were not evaluated: %s",
+                    ", ".join(f"{a}:{b}" for a, b in compare if (a, b) not in present))
+    comparisons = [paired_difference(per_image_all, _label(a), _label(b)) for a, b in present]
     return {"pairs": description, "split": args.split, "threads": torch.get_num_threads(), "rows": rows,
             "comparisons": comparisons, "seeds": seed_summary(rows, names),
             "by_degradation": by_degradation(ops, per_image_all) if ops else [],
