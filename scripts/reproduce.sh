@@ -79,6 +79,14 @@ sharpkd distill $K1 $A --init-weights runs/student_lk_s1/model.safetensors \
   --out runs/student_lk_anneal_s1 &
 sharpkd distill $N $A --seed 0 --init-weights runs/student_lk_nokd_s0/model.safetensors --out runs/student_lk_nokd_anneal_s0 &
 wait
+# Session 8: the no-KD twin of KD seed 1; and the KD seed-0 run resumed from epoch 16 to 26, then annealed.
+cp -a runs/student_lk_s0 runs/student_lk26_s0
+sharpkd distill $N --max-epochs 16 --seed 1 --out runs/student_lk_nokd_s1 &
+sharpkd distill $K --arch student_lk --max-epochs 26 --resume --out runs/student_lk26_s0 &
+wait
+sharpkd distill $N $A --seed 1 --init-weights runs/student_lk_nokd_s1/model.safetensors --out runs/student_lk_nokd_anneal_s1 &
+sharpkd distill $K $A --arch student_lk --init-weights runs/student_lk26_s0/model.safetensors --out runs/student_lk26_anneal_s0 &
+wait
 # Feature distillation (KD + attention transfer), seed 0, the teacher run on every batch (no cache).
 sharpkd distill --config src/sharpkd/configs/student_kd_at.yaml --data "$DATA" --teacher $T --out runs/student_at_s0 \
   --seed 0 --max-epochs 10 &  # the recorded run was stopped by --max-time after 10 epochs
@@ -124,6 +132,14 @@ M=$M,student_lk_nokd_anneal=runs/student_lk_nokd_anneal_s0/model.safetensors
 C=student_lk:student_lk_nokd,student_lk_anneal:student_lk_nokd_anneal
 sharpkd evaluate --data "$DATA/faces" --preset seed --models "$M" --compare "$C" --out reports/faces_seed_s7
 sharpkd evaluate --data "$DATA/faces" --preset videocall --models "$M" --compare "$C" --out reports/faces_videocall_s7
+# Session 8: two seeds of each (KD, no KD), at 16 epochs and annealed; and 26 + 5 epochs against 16 + 5.
+M=$M,student_lk_nokd@1=runs/student_lk_nokd_s1/model.safetensors
+M=$M,student_lk_nokd_anneal@1=runs/student_lk_nokd_anneal_s1/model.safetensors
+M=$M,student_lk26=runs/student_lk26_s0/model.safetensors,student_lk26_anneal=runs/student_lk26_anneal_s0/model.safetensors
+C=$C,student_lk@1:student_lk_nokd@1,student_lk_anneal@1:student_lk_nokd_anneal@1
+C=$C,student_lk26:student_lk,student_lk26_anneal:student_lk_anneal
+sharpkd evaluate --data "$DATA/faces" --preset seed --models "$M" --compare "$C" --out reports/faces_seed_s8
+sharpkd evaluate --data "$DATA/faces" --preset videocall --models "$M" --compare "$C" --out reports/faces_videocall_s8
 
 # Ship: weights + sidecar + curves into the package (seed 0 runs).
 ship() { cp runs/$1/model.safetensors src/sharpkd/weights/$2.safetensors; cp runs/$1/model.json src/sharpkd/weights/$2.json
