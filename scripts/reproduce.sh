@@ -147,8 +147,9 @@ ship() { cp runs/$1/model.safetensors src/sharpkd/weights/$2.safetensors; cp run
 ship teacher teacher; ship student_s0 student; ship student_nokd_s0 student_nokd
 ship student_fast student_fast; ship student_videocall student_videocall
 ship student_kdstrong_s0 student_kdstrong; ship student_kdstrong_anneal_s0 student_kdstrong_anneal
-ship student_lk_anneal_s0 student_lk_anneal
+ship student_lk_anneal_s0 student_lk_anneal; ship student_lk26_anneal_s0 student_lk26_anneal
 
 python scripts/annotate_sidecars.py seed=reports/faces_seed/report.json videocall=reports/faces_videocall/report.json
 python scripts/annotate_sidecars.py seed=reports/faces_seed_s5/report.json  # student_kdstrong_anneal
 python scripts/annotate_sidecars.py seed=reports/faces_seed_s6/report.json  # student_lk_anneal
+python scripts/annotate_sidecars.py seed=reports/faces_seed_s8/report.json  # student_lk26_anneal

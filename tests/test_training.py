@@ -83,6 +83,7 @@ def test_init_weights_with_a_cosine_schedule(teacher_run, tiny_data, tmp_path):
     assert lrs == pytest.approx([1e-3, 1e-6 + (1e-3 - 1e-6) * 0.75, 1e-6 + (1e-3 - 1e-6) * 0.25])
     model, meta = load_weights(out / "model.safetensors")
     assert meta["init_weights"]["weights"].endswith("model.safetensors") and meta["init_weights"]["epochs"] == start_meta["epochs"]
+    assert meta["init_weights"]["history"] == start_meta["history"] and len(meta["history"]) == 1
     assert meta["training"]["schedule"] == "cosine"
     # Resuming it needs the same schedule: the saved scheduler state fits no other (a one-line error).
     assert main(["train-teacher", "--data", str(tiny_data), "--out", str(out), *TINY, "--resume"]) == 2

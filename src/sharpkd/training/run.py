@@ -125,7 +125,8 @@ def run_training(recipe_name: str, args) -> int:
             raise SharpkdError(f"--init-weights {init}: a {init_start.arch_name} {init_start.arch_kwargs} model, but "
                                f"the recipe builds {probe.arch_name} {probe.arch_kwargs}")
         init_meta = {"weights": str(resolve_weights(init)), "recipe": start_meta.get("recipe"),
-                     "epochs": start_meta.get("epochs"), "val_metrics": start_meta.get("val_metrics")}
+                     "epochs": start_meta.get("epochs"), "val_metrics": start_meta.get("val_metrics"),
+                     "history": start_meta.get("history")}  # how the starting weights were trained
     data = DeblurDataModule(args.data, preset=recipe["preset"], crop=recipe["crop"],
                             batch_size=recipe["batch_size"], epoch_size=recipe["epoch_size"],
                             val_size=recipe["val_size"], seed=recipe["seed"], limit_images=recipe["limit_images"],
