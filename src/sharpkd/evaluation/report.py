@@ -37,7 +37,11 @@ LABELS = {"teacher": "Teacher U-Net", "student": "Student (KD)", "student_nokd":
           "student_lk_nokd": "Large-kernel student (no KD, 16 epochs)",
           "student_lk_nokd_anneal": "Large-kernel student (no KD, 16 + 5 cosine epochs)",
           "student_lk26": "Large-kernel student (KD, 26 epochs)",
-          "student_lk26_anneal": "Large-kernel student (KD, 26 + 5 cosine epochs)"}
+          "student_lk26_anneal": "Large-kernel student (KD, 26 + 5 cosine epochs)",
+          "student_lk_nokd26": "Large-kernel student (no KD, 26 epochs)",
+          "student_lk_nokd26_anneal": "Large-kernel student (no KD, 26 + 5 cosine epochs)",
+          "student_lk36": "Large-kernel student (KD, 36 epochs)",
+          "student_lk36_anneal": "Large-kernel student (KD, 36 + 5 cosine epochs)"}
 COMPARISONS = (("student", "student_nokd"), ("student_kdstrong", "student"),  # paired over the same pairs
                ("student_kdstrong", "student_nokdstrong"), ("student_anneal", "student_nokd_anneal"),
                ("student_kdstrong_anneal", "student_nokd_anneal"),
