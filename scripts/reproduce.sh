@@ -87,6 +87,11 @@ wait
 sharpkd distill $N $A --seed 1 --init-weights runs/student_lk_nokd_s1/model.safetensors --out runs/student_lk_nokd_anneal_s1 &
 sharpkd distill $K $A --arch student_lk --init-weights runs/student_lk26_s0/model.safetensors --out runs/student_lk26_anneal_s0 &
 wait
+# Then: the no-KD run taken the same way from epoch 16 to 26, and the 26-epoch KD run taken on to 36.
+cp -a runs/student_lk_nokd_s0 runs/student_lk_nokd26_s0; cp -a runs/student_lk26_s0 runs/student_lk36_s0
+sharpkd distill $N --max-epochs 26 --seed 0 --resume --out runs/student_lk_nokd26_s0 &
+sharpkd distill $K --arch student_lk --max-epochs 36 --resume --out runs/student_lk36_s0 &
+wait
 # Feature distillation (KD + attention transfer), seed 0, the teacher run on every batch (no cache).
 sharpkd distill --config src/sharpkd/configs/student_kd_at.yaml --data "$DATA" --teacher $T --out runs/student_at_s0 \
   --seed 0 --max-epochs 10 &  # the recorded run was stopped by --max-time after 10 epochs
@@ -140,6 +145,9 @@ C=$C,student_lk@1:student_lk_nokd@1,student_lk_anneal@1:student_lk_nokd_anneal@1
 C=$C,student_lk26:student_lk,student_lk26_anneal:student_lk_anneal
 sharpkd evaluate --data "$DATA/faces" --preset seed --models "$M" --compare "$C" --out reports/faces_seed_s8
 sharpkd evaluate --data "$DATA/faces" --preset videocall --models "$M" --compare "$C" --out reports/faces_videocall_s8
+M=teacher=$T; for m in lk26 lk_nokd26 lk36; do M=$M,student_$m=runs/student_${m}_s0/model.safetensors; done
+sharpkd evaluate --data "$DATA/faces" --preset seed --models "$M" --compare student_lk26:student_lk_nokd26,student_lk36:student_lk26 \
+  --out reports/faces_seed_s8a
 
 # Ship: weights + sidecar + curves into the package (seed 0 runs).
 ship() { cp runs/$1/model.safetensors src/sharpkd/weights/$2.safetensors; cp runs/$1/model.json src/sharpkd/weights/$2.json
