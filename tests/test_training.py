@@ -87,6 +87,10 @@ def test_init_weights_with_a_cosine_schedule(teacher_run, tiny_data, tmp_path):
     assert meta["training"]["schedule"] == "cosine"
     # Resuming it needs the same schedule: the saved scheduler state fits no other (a one-line error).
     assert main(["train-teacher", "--data", str(tiny_data), "--out", str(out), *TINY, "--resume"]) == 2
+    # Resumed with it, the run still says what it started from (here: finished, so only its results are rewritten).
+    assert main(["train-teacher", "--data", str(tiny_data), "--out", str(out), *TINY, "--max-epochs", "3",
+                 "--resume", "--schedule", "cosine"]) == 0
+    assert load_weights(out / "model.safetensors")[1]["init_weights"] == meta["init_weights"]
     assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), start.state_dict().values()))
     # It starts where the finished run ended: after one epoch it is ahead of the same run from scratch.
     scratch = tmp_path / "scratch"

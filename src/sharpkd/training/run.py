@@ -29,6 +29,7 @@ from .report import epoch_rows, epoch_table, plot_curves, write_metrics_csv
 
 log = logging.getLogger("sharpkd")
 SITTINGS = "sittings.jsonl"  # one line per start or resume of a run: its log folder, command, start time
+INIT_WEIGHTS = "init_weights.json"  # what an --init-weights run started from, kept for its resumed sittings
 
 
 def log_folders(out: Path) -> list[Path]:
@@ -127,6 +128,13 @@ def run_training(recipe_name: str, args) -> int:
         init_meta = {"weights": str(resolve_weights(init)), "recipe": start_meta.get("recipe"),
                      "epochs": start_meta.get("epochs"), "val_metrics": start_meta.get("val_metrics"),
                      "history": start_meta.get("history")}  # how the starting weights were trained
+    if resume and (out / INIT_WEIGHTS).is_file():
+        init_meta = json.loads((out / INIT_WEIGHTS).read_text())
+    elif not resume:
+        (out / INIT_WEIGHTS).unlink(missing_ok=True)
+        if init_meta:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / INIT_WEIGHTS).write_text(json.dumps(init_meta, indent=2) + "\n")
     data = DeblurDataModule(args.data, preset=recipe["preset"], crop=recipe["crop"],
                             batch_size=recipe["batch_size"], epoch_size=recipe["epoch_size"],
                             val_size=recipe["val_size"], seed=recipe["seed"], limit_images=recipe["limit_images"],
