@@ -112,6 +112,7 @@ def run_training(recipe_name: str, args) -> int:
         for old in [ckpt_dir, out / "tb", *out.glob("logs*")]:
             shutil.rmtree(old, ignore_errors=True)
         (out / SITTINGS).unlink(missing_ok=True)
+        (out / INIT_WEIGHTS).unlink(missing_ok=True)
     command = "sharpkd " + " ".join(shlex.quote(a) for a in getattr(args, "argv", sys.argv[1:]))
 
     teacher, teacher_meta = None, {}
@@ -128,13 +129,11 @@ def run_training(recipe_name: str, args) -> int:
         init_meta = {"weights": str(resolve_weights(init)), "recipe": start_meta.get("recipe"),
                      "epochs": start_meta.get("epochs"), "val_metrics": start_meta.get("val_metrics"),
                      "history": start_meta.get("history")}  # how the starting weights were trained
-    if resume and (out / INIT_WEIGHTS).is_file():
+    if resume and (out / INIT_WEIGHTS).is_file():  # a resumed --init-weights run keeps what it started from
         init_meta = json.loads((out / INIT_WEIGHTS).read_text())
-    elif not resume:
-        (out / INIT_WEIGHTS).unlink(missing_ok=True)
-        if init_meta:
-            out.mkdir(parents=True, exist_ok=True)
-            (out / INIT_WEIGHTS).write_text(json.dumps(init_meta, indent=2) + "\n")
+    elif init_meta:  # (--init-weights excludes --resume: a fresh run)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / INIT_WEIGHTS).write_text(json.dumps(init_meta, indent=2) + "\n")
     data = DeblurDataModule(args.data, preset=recipe["preset"], crop=recipe["crop"],
                             batch_size=recipe["batch_size"], epoch_size=recipe["epoch_size"],
                             val_size=recipe["val_size"], seed=recipe["seed"], limit_images=recipe["limit_images"],
