@@ -92,6 +92,9 @@ cp -a runs/student_lk_nokd_s0 runs/student_lk_nokd26_s0; cp -a runs/student_lk26
 sharpkd distill $N --max-epochs 26 --seed 0 --resume --out runs/student_lk_nokd26_s0 &
 sharpkd distill $K --arch student_lk --max-epochs 36 --resume --out runs/student_lk36_s0 &
 wait
+sharpkd distill $N $A --seed 0 --init-weights runs/student_lk_nokd26_s0/model.safetensors --out runs/student_lk_nokd26_anneal_s0 &
+sharpkd distill $K $A --arch student_lk --init-weights runs/student_lk36_s0/model.safetensors --out runs/student_lk36_anneal_s0 &
+wait
 # Feature distillation (KD + attention transfer), seed 0, the teacher run on every batch (no cache).
 sharpkd distill --config src/sharpkd/configs/student_kd_at.yaml --data "$DATA" --teacher $T --out runs/student_at_s0 \
   --seed 0 --max-epochs 10 &  # the recorded run was stopped by --max-time after 10 epochs
@@ -148,6 +151,11 @@ sharpkd evaluate --data "$DATA/faces" --preset videocall --models "$M" --compare
 M=teacher=$T; for m in lk26 lk_nokd26 lk36; do M=$M,student_$m=runs/student_${m}_s0/model.safetensors; done
 sharpkd evaluate --data "$DATA/faces" --preset seed --models "$M" --compare student_lk26:student_lk_nokd26,student_lk36:student_lk26 \
   --out reports/faces_seed_s8a
+for m in lk26_anneal lk_nokd26_anneal lk36_anneal; do M=$M,student_$m=runs/student_${m}_s0/model.safetensors; done
+C=student_lk26:student_lk_nokd26,student_lk26_anneal:student_lk_nokd26_anneal
+C=$C,student_lk36:student_lk26,student_lk36_anneal:student_lk26_anneal
+sharpkd evaluate --data "$DATA/faces" --preset seed --models "$M" --compare "$C" --out reports/faces_seed_s8b
+sharpkd evaluate --data "$DATA/faces" --preset videocall --models "$M" --compare "$C" --out reports/faces_videocall_s8b
 
 # Ship: weights + sidecar + curves into the package (seed 0 runs).
 ship() { cp runs/$1/model.safetensors src/sharpkd/weights/$2.safetensors; cp runs/$1/model.json src/sharpkd/weights/$2.json
@@ -156,8 +164,10 @@ ship teacher teacher; ship student_s0 student; ship student_nokd_s0 student_nokd
 ship student_fast student_fast; ship student_videocall student_videocall
 ship student_kdstrong_s0 student_kdstrong; ship student_kdstrong_anneal_s0 student_kdstrong_anneal
 ship student_lk_anneal_s0 student_lk_anneal; ship student_lk26_anneal_s0 student_lk26_anneal
+ship student_lk36_anneal_s0 student_lk36_anneal
 
 python scripts/annotate_sidecars.py seed=reports/faces_seed/report.json videocall=reports/faces_videocall/report.json
 python scripts/annotate_sidecars.py seed=reports/faces_seed_s5/report.json  # student_kdstrong_anneal
 python scripts/annotate_sidecars.py seed=reports/faces_seed_s6/report.json  # student_lk_anneal
 python scripts/annotate_sidecars.py seed=reports/faces_seed_s8/report.json  # student_lk26_anneal
+python scripts/annotate_sidecars.py seed=reports/faces_seed_s8b/report.json  # student_lk36_anneal
