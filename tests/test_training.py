@@ -2,6 +2,7 @@
 import csv
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -253,6 +254,25 @@ def test_evaluate_compare_picks_the_paired_differences(teacher_run, tiny_data, t
     assert [(c["a"], c["b"]) for c in report["comparisons"]] == [("Student (KD) @1", "Student (no KD)")]
     assert main(args + ["--compare", "student"]) == 2
     assert "--compare wants A:B pairs" in capsys.readouterr().err
+
+
+def test_evaluate_compare_tests_the_gap_against_the_seed_to_seed_noise(teacher_run, tiny_data, tmp_path):
+    # Two runs of each model (four different weights): the pair also gets Welch's t-test on the seed means.
+    w = teacher_run / "model.safetensors"
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--data", str(tiny_data), "--split", "all", "--count", "4", "--size", "32",
+                 "--models", f"student={w},student@1=student_kdstrong,student_nokd=student_nokd,student_nokd@1=student",
+                 "--compare", "student:student_nokd,student@1:student_nokd", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    ssim = {r["method"]: r["ssim"] for r in report["rows"]}
+    a = [ssim["Student (KD)"], ssim["Student (KD) @1"]]
+    b = [ssim["Student (no KD)"], ssim["Student (no KD) @1"]]
+    seeds = report["comparisons"][0]["seeds"]
+    assert seeds["runs"] == [2, 2] and seeds["ssim"]["difference"] == pytest.approx(np.mean(a) - np.mean(b))
+    t = (np.mean(a) - np.mean(b)) / np.sqrt(np.var(a, ddof=1) / 2 + np.var(b, ddof=1) / 2)
+    assert seeds["ssim"]["t"] == pytest.approx(t) and 1 <= seeds["ssim"]["df"] <= 2 and 0 < seeds["ssim"]["p"] < 1
+    assert "seeds" not in report["comparisons"][1]  # a single run's pair: the per-pair bootstrap only
+    assert f"Welch t {t:.1f}" in (out / "report.md").read_text()
 
 
 def test_evaluate_writes_both_reports_with_every_row(teacher_run, tiny_data, tmp_path):

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import scipy.stats
 import torch
 
 from ..data.datasets import FixedPairs, PairedFolder, load_split_images, paired_files
@@ -142,6 +143,22 @@ def seed_summary(rows: list[dict], names: dict[str, str]) -> list[dict]:
     return out
 
 
+def seed_difference(rows: list[dict], names: dict[str, str], a: str, b: str) -> dict | None:
+    """The difference of the seed means of models `a` and `b` (every `a@k`, every `b@k`) with Welch's t-test:
+    does the gap exceed the run-to-run training noise? None unless each has two runs or more."""
+    runs = {x: [r for r in rows if names.get(r["method"], "").partition("@")[0] == x] for x in (a, b)}
+    if min(len(v) for v in runs.values()) < 2:
+        return None
+    out = {"runs": [len(runs[a]), len(runs[b])]}
+    for m in ("ssim", "psnr"):
+        va, vb = ([r[m] for r in runs[x]] for x in (a, b))
+        test = scipy.stats.ttest_ind(va, vb, equal_var=False)
+        finite = lambda v: float(v) if np.isfinite(v) else None  # two identical groups: no t
+        out[m] = {"difference": statistics.mean(va) - statistics.mean(vb), "t": finite(test.statistic),
+                  "df": finite(test.df), "p": finite(test.pvalue)}
+    return out
+
+
 def evaluate(args) -> dict:
     compare = _parse_compare(getattr(args, "compare", None))
     blurry, sharp, ops, description = _pairs(args)
@@ -182,6 +199,9 @@ def evaluate(args) -> dict:
         log.warning("--compare: skipping pairs whose models were not evaluated: %s",
                     ", ".join(f"{a}:{b}" for a, b in compare if (a, b) not in present))
     comparisons = [paired_difference(per_image_all, _label(a), _label(b)) for a, b in present]
+    for c, (a, b) in zip(comparisons, present):
+        if "@" not in a + b and (seeds := seed_difference(rows, names, a, b)):
+            c["seeds"] = seeds
     return {"pairs": description, "split": args.split, "threads": torch.get_num_threads(), "rows": rows,
             "comparisons": comparisons, "seeds": seed_summary(rows, names),
             "by_degradation": by_degradation(ops, per_image_all) if ops else [],
@@ -245,6 +265,13 @@ def report_markdown(result: dict) -> str:
                      f"(95% bootstrap interval {c['ssim']['ci95'][0]:+.4f} to {c['ssim']['ci95'][1]:+.4f}, "
                      f"better on {c['ssim']['a_better_fraction']:.0%} of pairs), PSNR {c['psnr']['mean']:+.3f} dB "
                      f"({c['psnr']['ci95'][0]:+.3f} to {c['psnr']['ci95'][1]:+.3f}).")
+        if "seeds" in c:
+            welch = lambda d: (f"Welch t {d['t']:.1f}, {d['df']:.1f} df, p {d['p']:.2f}" if d["t"] is not None
+                               else "no spread to test")
+            sd = c["seeds"]
+            lines[-1] += (f" Across training seeds ({sd['runs'][0]} and {sd['runs'][1]} runs), the difference of "
+                          f"the means: SSIM {sd['ssim']['difference']:+.4f} ({welch(sd['ssim'])}), PSNR "
+                          f"{sd['psnr']['difference']:+.3f} dB ({welch(sd['psnr'])}).")
     if result.get("seeds"):
         lines += ["\nAcross training seeds (the run-to-run noise):\n",
                   "| Model | Runs | SSIM mean | SSIM sd | PSNR mean (dB) | PSNR sd |", "|---|---|---|---|---|---|"]
