@@ -42,7 +42,11 @@ LABELS = {"teacher": "Teacher U-Net", "student": "Student (KD)", "student_nokd":
           "student_lk_nokd26": "Large-kernel student (no KD, 26 epochs)",
           "student_lk_nokd26_anneal": "Large-kernel student (no KD, 26 + 5 cosine epochs)",
           "student_lk36": "Large-kernel student (KD, 36 epochs)",
-          "student_lk36_anneal": "Large-kernel student (KD, 36 + 5 cosine epochs)"}
+          "student_lk36_anneal": "Large-kernel student (KD, 36 + 5 cosine epochs)",
+          "student_lk_nokd36": "Large-kernel student (no KD, 36 epochs)",
+          "student_lk_nokd36_anneal": "Large-kernel student (no KD, 36 + 5 cosine epochs)",
+          "student_lk46": "Large-kernel student (KD, 46 epochs)",
+          "student_lk46_anneal": "Large-kernel student (KD, 46 + 5 cosine epochs)"}
 COMPARISONS = (("student", "student_nokd"), ("student_kdstrong", "student"),  # paired over the same pairs
                ("student_kdstrong", "student_nokdstrong"), ("student_anneal", "student_nokd_anneal"),
                ("student_kdstrong_anneal", "student_nokd_anneal"),
@@ -266,7 +270,7 @@ def report_markdown(result: dict) -> str:
                      f"better on {c['ssim']['a_better_fraction']:.0%} of pairs), PSNR {c['psnr']['mean']:+.3f} dB "
                      f"({c['psnr']['ci95'][0]:+.3f} to {c['psnr']['ci95'][1]:+.3f}).")
         if "seeds" in c:
-            welch = lambda d: (f"Welch t {d['t']:.1f}, {d['df']:.1f} df, p {d['p']:.2f}" if d["t"] is not None
+            welch = lambda d: (f"Welch t {d['t']:.1f}, {d['df']:.1f} df, p {d['p']:.2g}" if d["t"] is not None
                                else "no spread to test")
             sd = c["seeds"]
             lines[-1] += (f" Across training seeds ({sd['runs'][0]} and {sd['runs'][1]} runs), the difference of "
