@@ -95,6 +95,14 @@ wait
 sharpkd distill $N $A --seed 0 --init-weights runs/student_lk_nokd26_s0/model.safetensors --out runs/student_lk_nokd26_anneal_s0 &
 sharpkd distill $K $A --arch student_lk --init-weights runs/student_lk36_s0/model.safetensors --out runs/student_lk36_anneal_s0 &
 wait
+# Session 9: the seed-1 twins of the 26-epoch KD and no-KD runs (copies at epoch 16), each then annealed.
+cp -a runs/student_lk_s1 runs/student_lk26_s1; cp -a runs/student_lk_nokd_s1 runs/student_lk_nokd26_s1
+sharpkd distill $K1 --max-epochs 26 --resume --out runs/student_lk26_s1 &
+sharpkd distill $N --max-epochs 26 --seed 1 --resume --out runs/student_lk_nokd26_s1 &
+wait
+sharpkd distill $K1 $A --init-weights runs/student_lk26_s1/model.safetensors --out runs/student_lk26_anneal_s1 &
+sharpkd distill $N $A --seed 1 --init-weights runs/student_lk_nokd26_s1/model.safetensors --out runs/student_lk_nokd26_anneal_s1 &
+wait
 # Feature distillation (KD + attention transfer), seed 0, the teacher run on every batch (no cache).
 sharpkd distill --config src/sharpkd/configs/student_kd_at.yaml --data "$DATA" --teacher $T --out runs/student_at_s0 \
   --seed 0 --max-epochs 10 &  # the recorded run was stopped by --max-time after 10 epochs
@@ -156,6 +164,15 @@ C=student_lk26:student_lk_nokd26,student_lk26_anneal:student_lk_nokd26_anneal
 C=$C,student_lk36:student_lk26,student_lk36_anneal:student_lk26_anneal
 sharpkd evaluate --data "$DATA/faces" --preset seed --models "$M" --compare "$C" --out reports/faces_seed_s8b
 sharpkd evaluate --data "$DATA/faces" --preset videocall --models "$M" --compare "$C" --out reports/faces_videocall_s8b
+# Session 9: KD against no KD at 26 and 26 + 5 epochs, two seeds each (Welch's t-test on the seed means).
+M=teacher=$T
+for m in lk26 lk_nokd26 lk26_anneal lk_nokd26_anneal; do
+  M=$M,student_$m=runs/student_${m}_s0/model.safetensors,student_$m@1=runs/student_${m}_s1/model.safetensors
+done
+C=student_lk26:student_lk_nokd26,student_lk26_anneal:student_lk_nokd26_anneal
+C=$C,student_lk26@1:student_lk_nokd26@1,student_lk26_anneal@1:student_lk_nokd26_anneal@1
+sharpkd evaluate --data "$DATA/faces" --preset seed --models "$M" --compare "$C" --out reports/faces_seed_s9
+sharpkd evaluate --data "$DATA/faces" --preset videocall --models "$M" --compare "$C" --out reports/faces_videocall_s9
 
 # Ship: weights + sidecar + curves into the package (seed 0 runs).
 ship() { cp runs/$1/model.safetensors src/sharpkd/weights/$2.safetensors; cp runs/$1/model.json src/sharpkd/weights/$2.json
