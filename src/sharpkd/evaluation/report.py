@@ -157,9 +157,8 @@ def seed_difference(rows: list[dict], names: dict[str, str], a: str, b: str) -> 
     for m in ("ssim", "psnr"):
         va, vb = ([r[m] for r in runs[x]] for x in (a, b))
         test = scipy.stats.ttest_ind(va, vb, equal_var=False)
-        finite = lambda v: float(v) if np.isfinite(v) else None  # two identical groups: no t
-        out[m] = {"difference": statistics.mean(va) - statistics.mean(vb), "t": finite(test.statistic),
-                  "df": finite(test.df), "p": finite(test.pvalue)}
+        t, df, p = (float(v) if np.isfinite(v) else None for v in (test.statistic, test.df, test.pvalue))
+        out[m] = {"difference": statistics.mean(va) - statistics.mean(vb), "t": t, "df": df, "p": p}  # no spread: None
     return out
 
 
@@ -255,6 +254,10 @@ def _fmt_int(v):
     return f"{v:,}" if isinstance(v, int) else ""
 
 
+def _welch(d: dict) -> str:
+    return f"Welch t {d['t']:.1f}, {d['df']:.1f} df, p {d['p']:.2g}" if d["t"] is not None else "no spread to test"
+
+
 def report_markdown(result: dict) -> str:
     lines = ["# Evaluation\n", f"Data: {result['pairs']}.\n",
              "| Method | SSIM | PSNR (dB) | MAE | Parameters | MACs 128x128 | MACs 1280x720 | CPU latency 128x128 (ms) |",
@@ -270,12 +273,10 @@ def report_markdown(result: dict) -> str:
                      f"better on {c['ssim']['a_better_fraction']:.0%} of pairs), PSNR {c['psnr']['mean']:+.3f} dB "
                      f"({c['psnr']['ci95'][0]:+.3f} to {c['psnr']['ci95'][1]:+.3f}).")
         if "seeds" in c:
-            welch = lambda d: (f"Welch t {d['t']:.1f}, {d['df']:.1f} df, p {d['p']:.2g}" if d["t"] is not None
-                               else "no spread to test")
             sd = c["seeds"]
             lines[-1] += (f" Across training seeds ({sd['runs'][0]} and {sd['runs'][1]} runs), the difference of "
-                          f"the means: SSIM {sd['ssim']['difference']:+.4f} ({welch(sd['ssim'])}), PSNR "
-                          f"{sd['psnr']['difference']:+.3f} dB ({welch(sd['psnr'])}).")
+                          f"the means: SSIM {sd['ssim']['difference']:+.4f} ({_welch(sd['ssim'])}), PSNR "
+                          f"{sd['psnr']['difference']:+.3f} dB ({_welch(sd['psnr'])}).")
     if result.get("seeds"):
         lines += ["\nAcross training seeds (the run-to-run noise):\n",
                   "| Model | Runs | SSIM mean | SSIM sd | PSNR mean (dB) | PSNR sd |", "|---|---|---|---|---|---|"]
