@@ -103,6 +103,11 @@ wait
 sharpkd distill $K1 $A --init-weights runs/student_lk26_s1/model.safetensors --out runs/student_lk26_anneal_s1 &
 sharpkd distill $N $A --seed 1 --init-weights runs/student_lk_nokd26_s1/model.safetensors --out runs/student_lk_nokd26_anneal_s1 &
 wait
+# Then: KD seed 0 from 36 to 46 epochs, no KD seed 0 from 26 to 36 (their anneals: runs/drive20b.sh).
+cp -a runs/student_lk36_s0 runs/student_lk46_s0; cp -a runs/student_lk_nokd26_s0 runs/student_lk_nokd36_s0
+sharpkd distill $K --arch student_lk --max-epochs 46 --resume --out runs/student_lk46_s0 &
+sharpkd distill $N --max-epochs 36 --seed 0 --resume --out runs/student_lk_nokd36_s0 &
+wait
 # Feature distillation (KD + attention transfer), seed 0, the teacher run on every batch (no cache).
 sharpkd distill --config src/sharpkd/configs/student_kd_at.yaml --data "$DATA" --teacher $T --out runs/student_at_s0 \
   --seed 0 --max-epochs 10 &  # the recorded run was stopped by --max-time after 10 epochs
@@ -173,6 +178,9 @@ C=student_lk26:student_lk_nokd26,student_lk26_anneal:student_lk_nokd26_anneal
 C=$C,student_lk26@1:student_lk_nokd26@1,student_lk26_anneal@1:student_lk_nokd26_anneal@1
 sharpkd evaluate --data "$DATA/faces" --preset seed --models "$M" --compare "$C" --out reports/faces_seed_s9
 sharpkd evaluate --data "$DATA/faces" --preset videocall --models "$M" --compare "$C" --out reports/faces_videocall_s9
+M=teacher=$T; for m in lk36 lk_nokd36 lk46; do M=$M,student_$m=runs/student_${m}_s0/model.safetensors; done
+sharpkd evaluate --data "$DATA/faces" --preset seed --models "$M" --compare student_lk36:student_lk_nokd36,student_lk46:student_lk36 \
+  --out reports/faces_seed_s9a
 
 # Ship: weights + sidecar + curves into the package (seed 0 runs).
 ship() { cp runs/$1/model.safetensors src/sharpkd/weights/$2.safetensors; cp runs/$1/model.json src/sharpkd/weights/$2.json
