@@ -79,34 +79,31 @@ sharpkd distill $K1 $A --init-weights runs/student_lk_s1/model.safetensors \
   --out runs/student_lk_anneal_s1 &
 sharpkd distill $N $A --seed 0 --init-weights runs/student_lk_nokd_s0/model.safetensors --out runs/student_lk_nokd_anneal_s0 &
 wait
+# Sessions 8-9 take runs further: `extend FROM TO EPOCHS flags` copies a run folder and resumes the copy to EPOCHS;
+# `anneal RUN flags` trains RUN's 5-epoch cosine phase into RUN's name with _anneal before the seed.
+extend() { local from=$1 to=$2 epochs=$3; shift 3; cp -a runs/$from runs/$to
+           sharpkd distill "$@" --max-epochs $epochs --resume --out runs/$to; }
+anneal() { local run=$1; shift
+           sharpkd distill "$@" $A --init-weights runs/$run/model.safetensors --out runs/${run%_s*}_anneal_${run##*_}; }
+KL="$K --arch student_lk"
 # Session 8: the no-KD twin of KD seed 1; and the KD seed-0 run resumed from epoch 16 to 26, then annealed.
-cp -a runs/student_lk_s0 runs/student_lk26_s0
 sharpkd distill $N --max-epochs 16 --seed 1 --out runs/student_lk_nokd_s1 &
-sharpkd distill $K --arch student_lk --max-epochs 26 --resume --out runs/student_lk26_s0 &
+extend student_lk_s0 student_lk26_s0 26 $KL &
 wait
-sharpkd distill $N $A --seed 1 --init-weights runs/student_lk_nokd_s1/model.safetensors --out runs/student_lk_nokd_anneal_s1 &
-sharpkd distill $K $A --arch student_lk --init-weights runs/student_lk26_s0/model.safetensors --out runs/student_lk26_anneal_s0 &
+anneal student_lk_nokd_s1 $N --seed 1 & anneal student_lk26_s0 $KL &
 wait
 # Then: the no-KD run taken the same way from epoch 16 to 26, and the 26-epoch KD run taken on to 36.
-cp -a runs/student_lk_nokd_s0 runs/student_lk_nokd26_s0; cp -a runs/student_lk26_s0 runs/student_lk36_s0
-sharpkd distill $N --max-epochs 26 --seed 0 --resume --out runs/student_lk_nokd26_s0 &
-sharpkd distill $K --arch student_lk --max-epochs 36 --resume --out runs/student_lk36_s0 &
+extend student_lk_nokd_s0 student_lk_nokd26_s0 26 $N --seed 0 & extend student_lk26_s0 student_lk36_s0 36 $KL &
 wait
-sharpkd distill $N $A --seed 0 --init-weights runs/student_lk_nokd26_s0/model.safetensors --out runs/student_lk_nokd26_anneal_s0 &
-sharpkd distill $K $A --arch student_lk --init-weights runs/student_lk36_s0/model.safetensors --out runs/student_lk36_anneal_s0 &
+anneal student_lk_nokd26_s0 $N --seed 0 & anneal student_lk36_s0 $KL &
 wait
 # Session 9: the seed-1 twins of the 26-epoch KD and no-KD runs (copies at epoch 16), each then annealed.
-cp -a runs/student_lk_s1 runs/student_lk26_s1; cp -a runs/student_lk_nokd_s1 runs/student_lk_nokd26_s1
-sharpkd distill $K1 --max-epochs 26 --resume --out runs/student_lk26_s1 &
-sharpkd distill $N --max-epochs 26 --seed 1 --resume --out runs/student_lk_nokd26_s1 &
+extend student_lk_s1 student_lk26_s1 26 $K1 & extend student_lk_nokd_s1 student_lk_nokd26_s1 26 $N --seed 1 &
 wait
-sharpkd distill $K1 $A --init-weights runs/student_lk26_s1/model.safetensors --out runs/student_lk26_anneal_s1 &
-sharpkd distill $N $A --seed 1 --init-weights runs/student_lk_nokd26_s1/model.safetensors --out runs/student_lk_nokd26_anneal_s1 &
+anneal student_lk26_s1 $K1 & anneal student_lk_nokd26_s1 $N --seed 1 &
 wait
 # Then: KD seed 0 from 36 to 46 epochs, no KD seed 0 from 26 to 36 (their anneals: runs/drive20b.sh).
-cp -a runs/student_lk36_s0 runs/student_lk46_s0; cp -a runs/student_lk_nokd26_s0 runs/student_lk_nokd36_s0
-sharpkd distill $K --arch student_lk --max-epochs 46 --resume --out runs/student_lk46_s0 &
-sharpkd distill $N --max-epochs 36 --seed 0 --resume --out runs/student_lk_nokd36_s0 &
+extend student_lk36_s0 student_lk46_s0 46 $KL & extend student_lk_nokd26_s0 student_lk_nokd36_s0 36 $N --seed 0 &
 wait
 # Feature distillation (KD + attention transfer), seed 0, the teacher run on every batch (no cache).
 sharpkd distill --config src/sharpkd/configs/student_kd_at.yaml --data "$DATA" --teacher $T --out runs/student_at_s0 \

@@ -130,12 +130,17 @@ def _label(name: str) -> str:
     return LABELS.get(base, base) + (f" @{run}" if run else "")
 
 
-def seed_summary(rows: list[dict], names: dict[str, str]) -> list[dict]:
-    """Mean and standard deviation over the training seeds of each model evaluated more than once."""
+def seed_groups(rows: list[dict], names: dict[str, str]) -> dict[str, list[dict]]:
+    """The rows of each model name, its training seeds (`name`, `name@1`, ...) together."""
     groups: dict[str, list[dict]] = {}
     for r in rows:
         if r["method"] in names:
             groups.setdefault(names[r["method"]].partition("@")[0], []).append(r)
+    return groups
+
+
+def seed_summary(groups: dict[str, list[dict]]) -> list[dict]:
+    """Mean and standard deviation over the training seeds of each model evaluated more than once."""
     out = []
     for base, runs in groups.items():
         if len(runs) > 1:
@@ -147,10 +152,10 @@ def seed_summary(rows: list[dict], names: dict[str, str]) -> list[dict]:
     return out
 
 
-def seed_difference(rows: list[dict], names: dict[str, str], a: str, b: str) -> dict | None:
+def seed_difference(groups: dict[str, list[dict]], a: str, b: str) -> dict | None:
     """The difference of the seed means of models `a` and `b` (every `a@k`, every `b@k`) with Welch's t-test:
     does the gap exceed the run-to-run training noise? None unless each has two runs or more."""
-    runs = {x: [r for r in rows if names.get(r["method"], "").partition("@")[0] == x] for x in (a, b)}
+    runs = {x: groups.get(x, []) for x in (a, b)}
     if min(len(v) for v in runs.values()) < 2:
         return None
     out = {"runs": [len(runs[a]), len(runs[b])]}
@@ -202,11 +207,12 @@ def evaluate(args) -> dict:
         log.warning("--compare: skipping pairs whose models were not evaluated: %s",
                     ", ".join(f"{a}:{b}" for a, b in compare if (a, b) not in present))
     comparisons = [paired_difference(per_image_all, _label(a), _label(b)) for a, b in present]
+    groups = seed_groups(rows, names)
     for c, (a, b) in zip(comparisons, present):
-        if "@" not in a + b and (seeds := seed_difference(rows, names, a, b)):
+        if "@" not in a + b and (seeds := seed_difference(groups, a, b)):
             c["seeds"] = seeds
     return {"pairs": description, "split": args.split, "threads": torch.get_num_threads(), "rows": rows,
-            "comparisons": comparisons, "seeds": seed_summary(rows, names),
+            "comparisons": comparisons, "seeds": seed_summary(groups),
             "by_degradation": by_degradation(ops, per_image_all) if ops else [],
             "_outputs": outputs, "_blurry": blurry, "_sharp": sharp}
 
