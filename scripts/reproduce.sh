@@ -102,8 +102,10 @@ extend student_lk_s1 student_lk26_s1 26 $K1 & extend student_lk_nokd_s1 student_
 wait
 anneal student_lk26_s1 $K1 & anneal student_lk_nokd26_s1 $N --seed 1 &
 wait
-# Then: KD seed 0 from 36 to 46 epochs, no KD seed 0 from 26 to 36 (their anneals: runs/drive20b.sh).
+# Then: KD seed 0 from 36 to 46 epochs, no KD seed 0 from 26 to 36, each then annealed.
 extend student_lk36_s0 student_lk46_s0 46 $KL & extend student_lk_nokd26_s0 student_lk_nokd36_s0 36 $N --seed 0 &
+wait
+anneal student_lk46_s0 $KL & anneal student_lk_nokd36_s0 $N --seed 0 &
 wait
 # Feature distillation (KD + attention transfer), seed 0, the teacher run on every batch (no cache).
 sharpkd distill --config src/sharpkd/configs/student_kd_at.yaml --data "$DATA" --teacher $T --out runs/student_at_s0 \
@@ -178,6 +180,12 @@ sharpkd evaluate --data "$DATA/faces" --preset videocall --models "$M" --compare
 M=teacher=$T; for m in lk36 lk_nokd36 lk46; do M=$M,student_$m=runs/student_${m}_s0/model.safetensors; done
 sharpkd evaluate --data "$DATA/faces" --preset seed --models "$M" --compare student_lk36:student_lk_nokd36,student_lk46:student_lk36 \
   --out reports/faces_seed_s9a
+# Session 10: the same runs annealed (36 + 5 no KD, 46 + 5 KD), against the 36 + 5 KD student.
+M=teacher=$T; for m in lk36 lk36_anneal lk_nokd36 lk_nokd36_anneal lk46 lk46_anneal; do M=$M,student_$m=runs/student_${m}_s0/model.safetensors; done
+C=student_lk36:student_lk_nokd36,student_lk36_anneal:student_lk_nokd36_anneal
+C=$C,student_lk46:student_lk36,student_lk46_anneal:student_lk36_anneal
+sharpkd evaluate --data "$DATA/faces" --preset seed --models "$M" --compare "$C" --out reports/faces_seed_s10
+sharpkd evaluate --data "$DATA/faces" --preset videocall --models "$M" --compare "$C" --out reports/faces_videocall_s10
 
 # Ship: weights + sidecar + curves into the package (seed 0 runs).
 ship() { cp runs/$1/model.safetensors src/sharpkd/weights/$2.safetensors; cp runs/$1/model.json src/sharpkd/weights/$2.json
@@ -186,10 +194,11 @@ ship teacher teacher; ship student_s0 student; ship student_nokd_s0 student_nokd
 ship student_fast student_fast; ship student_videocall student_videocall
 ship student_kdstrong_s0 student_kdstrong; ship student_kdstrong_anneal_s0 student_kdstrong_anneal
 ship student_lk_anneal_s0 student_lk_anneal; ship student_lk26_anneal_s0 student_lk26_anneal
-ship student_lk36_anneal_s0 student_lk36_anneal
+ship student_lk36_anneal_s0 student_lk36_anneal; ship student_lk46_anneal_s0 student_lk46_anneal
 
 python scripts/annotate_sidecars.py seed=reports/faces_seed/report.json videocall=reports/faces_videocall/report.json
 python scripts/annotate_sidecars.py seed=reports/faces_seed_s5/report.json  # student_kdstrong_anneal
 python scripts/annotate_sidecars.py seed=reports/faces_seed_s6/report.json  # student_lk_anneal
 python scripts/annotate_sidecars.py seed=reports/faces_seed_s8/report.json  # student_lk26_anneal
 python scripts/annotate_sidecars.py seed=reports/faces_seed_s8b/report.json  # student_lk36_anneal
+python scripts/annotate_sidecars.py seed=reports/faces_seed_s10/report.json  # student_lk46_anneal
