@@ -107,6 +107,10 @@ extend student_lk36_s0 student_lk46_s0 46 $KL & extend student_lk_nokd26_s0 stud
 wait
 anneal student_lk46_s0 $KL & anneal student_lk_nokd36_s0 $N --seed 0 &
 wait
+# Session 10: the same annealing phase on the faces alone (same name-hashed split, so the same validation faces).
+F="--data $DATA/faces --teacher $T --cache-dir runs/cache --arch student_lk --seed 0 --schedule cosine --max-epochs 5"
+for e in 36 46; do sharpkd distill $F --init-weights runs/student_lk${e}_s0/model.safetensors --out runs/student_lk${e}_faces_anneal_s0 & done
+wait
 # Feature distillation (KD + attention transfer), seed 0, the teacher run on every batch (no cache).
 sharpkd distill --config src/sharpkd/configs/student_kd_at.yaml --data "$DATA" --teacher $T --out runs/student_at_s0 \
   --seed 0 --max-epochs 10 &  # the recorded run was stopped by --max-time after 10 epochs
@@ -186,6 +190,10 @@ C=student_lk36:student_lk_nokd36,student_lk36_anneal:student_lk_nokd36_anneal
 C=$C,student_lk46:student_lk36,student_lk46_anneal:student_lk36_anneal
 sharpkd evaluate --data "$DATA/faces" --preset seed --models "$M" --compare "$C" --out reports/faces_seed_s10
 sharpkd evaluate --data "$DATA/faces" --preset videocall --models "$M" --compare "$C" --out reports/faces_videocall_s10
+M=teacher=$T; for m in lk36_anneal lk36_faces_anneal lk46_anneal lk46_faces_anneal; do M=$M,student_$m=runs/student_${m}_s0/model.safetensors; done
+C=student_lk36_faces_anneal:student_lk36_anneal,student_lk46_faces_anneal:student_lk46_anneal
+sharpkd evaluate --data "$DATA/faces" --preset seed --models "$M" --compare "$C" --out reports/faces_seed_s10b
+sharpkd evaluate --data "$DATA/faces" --preset videocall --models "$M" --compare "$C" --out reports/faces_videocall_s10b
 
 # Ship: weights + sidecar + curves into the package (seed 0 runs).
 ship() { cp runs/$1/model.safetensors src/sharpkd/weights/$2.safetensors; cp runs/$1/model.json src/sharpkd/weights/$2.json
@@ -195,6 +203,7 @@ ship student_fast student_fast; ship student_videocall student_videocall
 ship student_kdstrong_s0 student_kdstrong; ship student_kdstrong_anneal_s0 student_kdstrong_anneal
 ship student_lk_anneal_s0 student_lk_anneal; ship student_lk26_anneal_s0 student_lk26_anneal
 ship student_lk36_anneal_s0 student_lk36_anneal; ship student_lk46_anneal_s0 student_lk46_anneal
+ship student_lk46_faces_anneal_s0 student_lk46_faces_anneal
 
 python scripts/annotate_sidecars.py seed=reports/faces_seed/report.json videocall=reports/faces_videocall/report.json
 python scripts/annotate_sidecars.py seed=reports/faces_seed_s5/report.json  # student_kdstrong_anneal
@@ -202,3 +211,4 @@ python scripts/annotate_sidecars.py seed=reports/faces_seed_s6/report.json  # st
 python scripts/annotate_sidecars.py seed=reports/faces_seed_s8/report.json  # student_lk26_anneal
 python scripts/annotate_sidecars.py seed=reports/faces_seed_s8b/report.json  # student_lk36_anneal
 python scripts/annotate_sidecars.py seed=reports/faces_seed_s10/report.json  # student_lk46_anneal
+python scripts/annotate_sidecars.py seed=reports/faces_seed_s10b/report.json  # student_lk46_faces_anneal

@@ -46,7 +46,11 @@ LABELS = {"teacher": "Teacher U-Net", "student": "Student (KD)", "student_nokd":
           "student_lk_nokd36": "Large-kernel student (no KD, 36 epochs)",
           "student_lk_nokd36_anneal": "Large-kernel student (no KD, 36 + 5 cosine epochs)",
           "student_lk46": "Large-kernel student (KD, 46 epochs)",
-          "student_lk46_anneal": "Large-kernel student (KD, 46 + 5 cosine epochs)"}
+          "student_lk46_anneal": "Large-kernel student (KD, 46 + 5 cosine epochs)",
+          "student_lk36_faces_anneal": "Large-kernel student (KD, 36 + 5 cosine epochs on faces only)",
+          "student_lk46_faces_anneal": "Large-kernel student (KD, 46 + 5 cosine epochs on faces only)",
+          "student_lk46_faces_anneal10": "Large-kernel student (KD, 46 + 10 cosine epochs on faces only)",
+          "student_lk_nokd36_faces_anneal": "Large-kernel student (no KD, 36 + 5 cosine epochs on faces only)"}
 COMPARISONS = (("student", "student_nokd"), ("student_kdstrong", "student"),  # paired over the same pairs
                ("student_kdstrong", "student_nokdstrong"), ("student_anneal", "student_nokd_anneal"),
                ("student_kdstrong_anneal", "student_nokd_anneal"),
