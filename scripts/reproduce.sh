@@ -111,6 +111,10 @@ wait
 F="--data $DATA/faces --teacher $T --cache-dir runs/cache --arch student_lk --seed 0 --schedule cosine --max-epochs 5"
 for e in 36 46; do sharpkd distill $F --init-weights runs/student_lk${e}_s0/model.safetensors --out runs/student_lk${e}_faces_anneal_s0 & done
 wait
+# Then: no KD the same way (from 36 epochs), and KD from 46 epochs with a 10-epoch phase.
+sharpkd distill --no-kd --data $DATA/faces --arch student_lk --seed 0 --schedule cosine --max-epochs 5 --init-weights runs/student_lk_nokd36_s0/model.safetensors --out runs/student_lk_nokd36_faces_anneal_s0 &
+sharpkd distill $F --max-epochs 10 --init-weights runs/student_lk46_s0/model.safetensors --out runs/student_lk46_faces_anneal10_s0 &
+wait
 # Feature distillation (KD + attention transfer), seed 0, the teacher run on every batch (no cache).
 sharpkd distill --config src/sharpkd/configs/student_kd_at.yaml --data "$DATA" --teacher $T --out runs/student_at_s0 \
   --seed 0 --max-epochs 10 &  # the recorded run was stopped by --max-time after 10 epochs
@@ -194,6 +198,13 @@ M=teacher=$T; for m in lk36_anneal lk36_faces_anneal lk46_anneal lk46_faces_anne
 C=student_lk36_faces_anneal:student_lk36_anneal,student_lk46_faces_anneal:student_lk46_anneal
 sharpkd evaluate --data "$DATA/faces" --preset seed --models "$M" --compare "$C" --out reports/faces_seed_s10b
 sharpkd evaluate --data "$DATA/faces" --preset videocall --models "$M" --compare "$C" --out reports/faces_videocall_s10b
+M=teacher=$T; for m in lk36_faces_anneal lk_nokd36_faces_anneal lk_nokd36_anneal; do M=$M,student_$m=runs/student_${m}_s0/model.safetensors; done
+C=student_lk36_faces_anneal:student_lk_nokd36_faces_anneal,student_lk_nokd36_faces_anneal:student_lk_nokd36_anneal
+for p in seed videocall; do sharpkd evaluate --data "$DATA/faces" --preset $p --models "$M" --compare "$C" --out reports/faces_${p}_s10c; done
+M=teacher=$T; for m in lk46_faces_anneal lk46_faces_anneal10; do M=$M,student_$m=runs/student_${m}_s0/model.safetensors; done
+for p in seed videocall; do
+  sharpkd evaluate --data "$DATA/faces" --preset $p --models "$M" --compare student_lk46_faces_anneal10:student_lk46_faces_anneal --out reports/faces_${p}_s10d
+done
 
 # Ship: weights + sidecar + curves into the package (seed 0 runs).
 ship() { cp runs/$1/model.safetensors src/sharpkd/weights/$2.safetensors; cp runs/$1/model.json src/sharpkd/weights/$2.json
@@ -203,7 +214,7 @@ ship student_fast student_fast; ship student_videocall student_videocall
 ship student_kdstrong_s0 student_kdstrong; ship student_kdstrong_anneal_s0 student_kdstrong_anneal
 ship student_lk_anneal_s0 student_lk_anneal; ship student_lk26_anneal_s0 student_lk26_anneal
 ship student_lk36_anneal_s0 student_lk36_anneal; ship student_lk46_anneal_s0 student_lk46_anneal
-ship student_lk46_faces_anneal_s0 student_lk46_faces_anneal
+ship student_lk46_faces_anneal10_s0 student_lk46_faces_anneal10
 
 python scripts/annotate_sidecars.py seed=reports/faces_seed/report.json videocall=reports/faces_videocall/report.json
 python scripts/annotate_sidecars.py seed=reports/faces_seed_s5/report.json  # student_kdstrong_anneal
@@ -211,4 +222,4 @@ python scripts/annotate_sidecars.py seed=reports/faces_seed_s6/report.json  # st
 python scripts/annotate_sidecars.py seed=reports/faces_seed_s8/report.json  # student_lk26_anneal
 python scripts/annotate_sidecars.py seed=reports/faces_seed_s8b/report.json  # student_lk36_anneal
 python scripts/annotate_sidecars.py seed=reports/faces_seed_s10/report.json  # student_lk46_anneal
-python scripts/annotate_sidecars.py seed=reports/faces_seed_s10b/report.json  # student_lk46_faces_anneal
+python scripts/annotate_sidecars.py seed=reports/faces_seed_s10d/report.json  # student_lk46_faces_anneal10

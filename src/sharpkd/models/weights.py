@@ -18,7 +18,7 @@ from .registry import build_model
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 SHIPPED = ("teacher", "student", "student_nokd", "student_fast", "student_videocall", "student_kdstrong",
            "student_kdstrong_anneal", "student_lk_anneal", "student_lk26_anneal",
-           "student_lk36_anneal", "student_lk46_anneal", "student_lk46_faces_anneal")
+           "student_lk36_anneal", "student_lk46_anneal", "student_lk46_faces_anneal10")
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:
