@@ -160,6 +160,8 @@ M=$M,student_lk_nokd_anneal=runs/student_lk_nokd_anneal_s0/model.safetensors
 C=student_lk:student_lk_nokd,student_lk_anneal:student_lk_nokd_anneal
 sharpkd evaluate --data "$DATA/faces" --preset seed --models "$M" --compare "$C" --out reports/faces_seed_s7
 sharpkd evaluate --data "$DATA/faces" --preset videocall --models "$M" --compare "$C" --out reports/faces_videocall_s7
+# `models A B ...`: the teacher and the seed-0 runs student_A, student_B, ... as evaluate's --models list.
+models() { local m M=teacher=$T; for m; do M=$M,student_$m=runs/student_${m}_s0/model.safetensors; done; echo $M; }
 # Session 8: two seeds of each (KD, no KD), at 16 epochs and annealed; and 26 + 5 epochs against 16 + 5.
 M=$M,student_lk_nokd@1=runs/student_lk_nokd_s1/model.safetensors
 M=$M,student_lk_nokd_anneal@1=runs/student_lk_nokd_anneal_s1/model.safetensors
@@ -168,7 +170,7 @@ C=$C,student_lk@1:student_lk_nokd@1,student_lk_anneal@1:student_lk_nokd_anneal@1
 C=$C,student_lk26:student_lk,student_lk26_anneal:student_lk_anneal
 sharpkd evaluate --data "$DATA/faces" --preset seed --models "$M" --compare "$C" --out reports/faces_seed_s8
 sharpkd evaluate --data "$DATA/faces" --preset videocall --models "$M" --compare "$C" --out reports/faces_videocall_s8
-M=teacher=$T; for m in lk26 lk_nokd26 lk36; do M=$M,student_$m=runs/student_${m}_s0/model.safetensors; done
+M=$(models lk26 lk_nokd26 lk36)
 sharpkd evaluate --data "$DATA/faces" --preset seed --models "$M" --compare student_lk26:student_lk_nokd26,student_lk36:student_lk26 \
   --out reports/faces_seed_s8a
 for m in lk26_anneal lk_nokd26_anneal lk36_anneal; do M=$M,student_$m=runs/student_${m}_s0/model.safetensors; done
@@ -185,23 +187,21 @@ C=student_lk26:student_lk_nokd26,student_lk26_anneal:student_lk_nokd26_anneal
 C=$C,student_lk26@1:student_lk_nokd26@1,student_lk26_anneal@1:student_lk_nokd26_anneal@1
 sharpkd evaluate --data "$DATA/faces" --preset seed --models "$M" --compare "$C" --out reports/faces_seed_s9
 sharpkd evaluate --data "$DATA/faces" --preset videocall --models "$M" --compare "$C" --out reports/faces_videocall_s9
-M=teacher=$T; for m in lk36 lk_nokd36 lk46; do M=$M,student_$m=runs/student_${m}_s0/model.safetensors; done
+M=$(models lk36 lk_nokd36 lk46)
 sharpkd evaluate --data "$DATA/faces" --preset seed --models "$M" --compare student_lk36:student_lk_nokd36,student_lk46:student_lk36 \
   --out reports/faces_seed_s9a
 # Session 10: the same runs annealed (36 + 5 no KD, 46 + 5 KD), against the 36 + 5 KD student.
-M=teacher=$T; for m in lk36 lk36_anneal lk_nokd36 lk_nokd36_anneal lk46 lk46_anneal; do M=$M,student_$m=runs/student_${m}_s0/model.safetensors; done
+M=$(models lk36 lk36_anneal lk_nokd36 lk_nokd36_anneal lk46 lk46_anneal)
 C=student_lk36:student_lk_nokd36,student_lk36_anneal:student_lk_nokd36_anneal
 C=$C,student_lk46:student_lk36,student_lk46_anneal:student_lk36_anneal
-sharpkd evaluate --data "$DATA/faces" --preset seed --models "$M" --compare "$C" --out reports/faces_seed_s10
-sharpkd evaluate --data "$DATA/faces" --preset videocall --models "$M" --compare "$C" --out reports/faces_videocall_s10
-M=teacher=$T; for m in lk36_anneal lk36_faces_anneal lk46_anneal lk46_faces_anneal; do M=$M,student_$m=runs/student_${m}_s0/model.safetensors; done
+for p in seed videocall; do sharpkd evaluate --data "$DATA/faces" --preset $p --models "$M" --compare "$C" --out reports/faces_${p}_s10; done
+M=$(models lk36_anneal lk36_faces_anneal lk46_anneal lk46_faces_anneal)
 C=student_lk36_faces_anneal:student_lk36_anneal,student_lk46_faces_anneal:student_lk46_anneal
-sharpkd evaluate --data "$DATA/faces" --preset seed --models "$M" --compare "$C" --out reports/faces_seed_s10b
-sharpkd evaluate --data "$DATA/faces" --preset videocall --models "$M" --compare "$C" --out reports/faces_videocall_s10b
-M=teacher=$T; for m in lk36_faces_anneal lk_nokd36_faces_anneal lk_nokd36_anneal; do M=$M,student_$m=runs/student_${m}_s0/model.safetensors; done
+for p in seed videocall; do sharpkd evaluate --data "$DATA/faces" --preset $p --models "$M" --compare "$C" --out reports/faces_${p}_s10b; done
+M=$(models lk36_faces_anneal lk_nokd36_faces_anneal lk_nokd36_anneal)
 C=student_lk36_faces_anneal:student_lk_nokd36_faces_anneal,student_lk_nokd36_faces_anneal:student_lk_nokd36_anneal
 for p in seed videocall; do sharpkd evaluate --data "$DATA/faces" --preset $p --models "$M" --compare "$C" --out reports/faces_${p}_s10c; done
-M=teacher=$T; for m in lk46_faces_anneal lk46_faces_anneal10; do M=$M,student_$m=runs/student_${m}_s0/model.safetensors; done
+M=$(models lk46_faces_anneal lk46_faces_anneal10)
 for p in seed videocall; do
   sharpkd evaluate --data "$DATA/faces" --preset $p --models "$M" --compare student_lk46_faces_anneal10:student_lk46_faces_anneal --out reports/faces_${p}_s10d
 done
