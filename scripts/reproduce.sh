@@ -115,6 +115,10 @@ wait
 sharpkd distill --no-kd --data $DATA/faces --arch student_lk --seed 0 --schedule cosine --max-epochs 5 --init-weights runs/student_lk_nokd36_s0/model.safetensors --out runs/student_lk_nokd36_faces_anneal_s0 &
 sharpkd distill $F --max-epochs 10 --init-weights runs/student_lk46_s0/model.safetensors --out runs/student_lk46_faces_anneal10_s0 &
 wait
+# And the seed-1 26-epoch KD and no-KD students, the same 5-epoch phase on the faces.
+sharpkd distill ${F/--seed 0/--seed 1} --init-weights runs/student_lk26_s1/model.safetensors --out runs/student_lk26_faces_anneal_s1 &
+sharpkd distill --no-kd --data $DATA/faces --arch student_lk --seed 1 --schedule cosine --max-epochs 5 --init-weights runs/student_lk_nokd26_s1/model.safetensors --out runs/student_lk_nokd26_faces_anneal_s1 &
+wait
 # Feature distillation (KD + attention transfer), seed 0, the teacher run on every batch (no cache).
 sharpkd distill --config src/sharpkd/configs/student_kd_at.yaml --data "$DATA" --teacher $T --out runs/student_at_s0 \
   --seed 0 --max-epochs 10 &  # the recorded run was stopped by --max-time after 10 epochs
@@ -205,6 +209,9 @@ M=$(models lk46_faces_anneal lk46_faces_anneal10)
 for p in seed videocall; do
   sharpkd evaluate --data "$DATA/faces" --preset $p --models "$M" --compare student_lk46_faces_anneal10:student_lk46_faces_anneal --out reports/faces_${p}_s10d
 done
+M=; for m in lk26_anneal lk_nokd26_anneal lk26_faces_anneal lk_nokd26_faces_anneal; do M=$M${M:+,}student_$m=runs/student_${m}_s1/model.safetensors; done
+C=student_lk26_faces_anneal:student_lk_nokd26_faces_anneal,student_lk26_faces_anneal:student_lk26_anneal,student_lk_nokd26_faces_anneal:student_lk_nokd26_anneal
+sharpkd evaluate --data "$DATA/faces" --preset seed --models "$M" --compare "$C" --out reports/faces_seed_s10e
 
 # Ship: weights + sidecar + curves into the package (seed 0 runs).
 ship() { cp runs/$1/model.safetensors src/sharpkd/weights/$2.safetensors; cp runs/$1/model.json src/sharpkd/weights/$2.json
