@@ -62,6 +62,27 @@ def test_bf16_close_to_fp32(weights):
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 6
 
 
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_self_ensemble_averages_flipped_and_transposed_passes(backend, tmp_path):
+    """The shipped student (trained weights: not flip-equivariant) on a photo."""
+    img = _photo(37, 61)  # not a multiple of the model's 4: each flip pads on another side
+    plain = sharpkd.load("student", backend=backend)
+    x2 = sharpkd.load("student", backend=backend, self_ensemble=2).sharpen(img).astype(int)
+    mirror = plain.sharpen(np.ascontiguousarray(img[:, ::-1]))[:, ::-1]
+    assert np.abs(x2 - (plain.sharpen(img).astype(int) + mirror) / 2).max() <= 1
+    x8 = sharpkd.load("student", backend=backend, self_ensemble=8)
+    a = x8.sharpen(img).astype(int)
+    b = x8.sharpen(np.ascontiguousarray(img.transpose(1, 0, 2)[::-1])).astype(int)[::-1].transpose(1, 0, 2)
+    assert np.abs(a - b).max() <= 1 < np.abs(a - plain.sharpen(img)).max()  # x8 commutes; one pass does not
+    if backend == "torch":
+        Image.fromarray(img).save(tmp_path / "a.png")
+        assert cli.main(["sharpen", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model", "student",
+                         "--self-ensemble", "2"]) == 0
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "a.png")), x2)
+    with pytest.raises(SharpkdError):
+        sharpkd.load("student", self_ensemble=4)
+
+
 @pytest.mark.parametrize("bad", [np.zeros((4, 4), np.uint8), np.zeros((4, 4, 4), np.uint8),
                                  np.zeros((4, 4, 3), np.float32), np.zeros((0, 4, 3), np.uint8)])
 def test_bad_arrays_are_user_errors(sharpener, bad):

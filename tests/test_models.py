@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from sharpkd.losses import CombinedLoss
-from sharpkd.models import (LightStudentUNet, TeacherUNet, build_model, count_macs, count_parameters, load_weights,
-                            save_weights)
+from sharpkd.models import (LightStudentUNet, SelfEnsemble, TeacherUNet, build_model, count_macs, count_parameters,
+                            load_weights, save_weights)
 from sharpkd.errors import SharpkdError
 
 
@@ -101,3 +101,20 @@ def test_residual_models_start_as_the_identity(name):
     with torch.no_grad():
         assert torch.equal(model(x), x)
     assert not torch.equal(build_model(name).eval()(x), x)
+
+
+def test_self_ensemble_averages_over_flips_and_quarter_turns():
+    """A shift to the right (not flip-equivariant) averaged with its mirror image; x8 commutes with flips and turns."""
+    shift = torch.nn.Conv2d(1, 1, (1, 3), padding=(0, 1), bias=False)
+    with torch.no_grad():
+        shift.weight.copy_(torch.tensor([1.0, 0.0, 0.0]).view(1, 1, 1, 3))
+    x = torch.rand(2, 1, 5, 7)
+    with torch.no_grad():
+        assert torch.allclose(SelfEnsemble(shift, 2)(x), (shift(x) + shift(x.flip(-1)).flip(-1)) / 2)
+        assert torch.allclose(SelfEnsemble(torch.nn.Identity(), 8)(x), x)
+        ens = SelfEnsemble(shift, 8)
+        assert not torch.allclose(shift(x.flip(-1)), shift(x).flip(-1))
+        assert torch.allclose(ens(x.flip(-1)), ens(x).flip(-1), atol=1e-6)
+        assert torch.allclose(ens(x.transpose(-2, -1)), ens(x).transpose(-2, -1), atol=1e-6)
+    with pytest.raises(ValueError):
+        SelfEnsemble(shift, 4)

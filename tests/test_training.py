@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sharpkd.cli import main
-from sharpkd.models import load_weights
+from sharpkd.models import SelfEnsemble, load_weights
 
 from util import make_image_folder
 
@@ -151,6 +151,11 @@ def test_teacher_cache_matches_the_teacher_and_is_reused(teacher_run, tiny_data,
     assert (first.float() - exact).abs().mean() < 1.0  # bf16 + 8-bit: under one grey level on average
     other = cached_teacher_outputs(teacher, teacher_run / "model.safetensors", blurry.flip(-1).contiguous(), cache)
     assert len(list(cache.glob("teacher-*.safetensors"))) == 2 and not torch.equal(other, first)
+    ensemble = cached_teacher_outputs(teacher, teacher_run / "model.safetensors", blurry, cache, tta=2)
+    assert len(list(cache.glob("teacher-*.safetensors"))) == 3  # the self-ensembled teacher has its own file
+    with torch.no_grad():
+        exact = SelfEnsemble(teacher, 2)(blurry.float() / 255).clamp(0, 1) * 255
+    assert (ensemble.float() - exact).abs().mean() < 1.0 < (first.float() - exact).abs().mean() * 10
 
 
 def test_seed_keeps_the_data_and_split_seed_changes_it(tiny_data):
@@ -179,6 +184,23 @@ def test_feature_distillation_run(teacher_run, tiny_data, tmp_path):
     assert meta["training"]["loss"]["attention"] == 0.01 and meta["teacher"] is not None
     assert meta["recipe"] == "student_kd_at"  # the --config file's name, not the command's default recipe
     assert not list(out.glob("cache/teacher-*.safetensors"))
+
+
+def test_distill_from_a_self_ensembled_teacher(teacher_run, tiny_data, tmp_path, capsys):
+    out = tmp_path / "student_tta"
+    teacher = str(teacher_run / "model.safetensors")
+    assert main(["distill", "--data", str(tiny_data), "--out", str(out), "--teacher", teacher, *TINY,
+                 "--max-epochs", "1", "--train-pairs", "32", "--teacher-tta", "8"]) == 0
+    _, meta = load_weights(out / "model.safetensors")
+    assert meta["training"]["teacher_tta"] == 8
+    from safetensors import safe_open
+    [cache] = out.glob("cache/teacher-*.safetensors")
+    with safe_open(str(cache), "pt") as f:
+        assert f.metadata()["tta"] == "8"
+    from sharpkd.training.config import CONFIG_DIR
+    assert main(["distill", "--data", str(tiny_data), "--out", str(tmp_path / "at"), "--teacher", teacher,
+                 "--config", str(CONFIG_DIR / "student_kd_at.yaml"), "--teacher-tta", "2", *TINY]) == 2
+    assert "attention distillation needs the plain teacher" in capsys.readouterr().err
 
 
 def test_training_step_adds_the_attention_term_from_both_models_features():
@@ -307,3 +329,17 @@ def test_evaluate_writes_both_reports_with_every_row(teacher_run, tiny_data, tmp
     for row in report["rows"]:
         mean = sum(g["pairs"] * g["ssim"][row["method"]] for g in groups) / 12
         assert mean == pytest.approx(row["ssim"], abs=1e-5)
+
+
+def test_evaluate_self_ensemble_runs_every_model_as_the_mean_of_its_passes(teacher_run, tiny_data, tmp_path):
+    w = teacher_run / "model.safetensors"
+    reports = {}
+    for passes in ("1", "2"):
+        assert main(["evaluate", "--data", str(tiny_data), "--split", "all", "--count", "8", "--size", "32",
+                     "--models", f"teacher={w}", "--self-ensemble", passes, "--out", str(tmp_path / passes)]) == 0
+        reports[passes] = json.loads((tmp_path / passes / "report.json").read_text())
+    one, two = (r["rows"][3] for r in (reports["1"], reports["2"]))
+    assert one["method"] == two["method"] == "Teacher U-Net" and one["ssim"] != two["ssim"]
+    assert two["macs_128"] == 2 * one["macs_128"] and two["parameters"] == one["parameters"]
+    assert "mean of 2 flipped/transposed passes" in reports["2"]["pairs"]
+    assert reports["1"]["rows"][0] == reports["2"]["rows"][0]  # the blurry input is not a model

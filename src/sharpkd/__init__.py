@@ -5,8 +5,9 @@ from .errors import BadImageError, SharpkdError
 from .models import build_model, load_weights, save_weights
 
 
-def load(model="student", backend="torch", threads=None):
-    """A `Sharpener` for shipped weights ('student', 'teacher', 'student_nokd') or a .safetensors path."""
+def load(model="student", backend="torch", threads=None, **options):
+    """A `Sharpener` for shipped weights ('student', 'teacher', 'student_nokd') or a .safetensors path; `options`
+    (precision, tile, tile_overlap, self_ensemble) as in `sharpkd.inference.load`."""
     from .inference import load as _load
 
-    return _load(model, backend=backend, threads=threads)
+    return _load(model, backend=backend, threads=threads, **options)

@@ -63,7 +63,7 @@ def cmd_sharpen(args) -> int:
     from .inference.files import sharpen_files
 
     sharpener = load(args.model, backend=args.backend, threads=args.threads, precision=args.precision,
-                     tile=args.tile, tile_overlap=args.tile_overlap)
+                     tile=args.tile, tile_overlap=args.tile_overlap, self_ensemble=args.self_ensemble)
     result = sharpen_files(sharpener, args.inputs, args.out,
                            on_error=lambda path, msg: print(f"sharpkd: error: {msg}", file=sys.stderr))
     print(f"sharpened {len(result.written)} image(s) into {args.out}"
@@ -75,7 +75,8 @@ def cmd_video(args) -> int:
     from .inference import load
     from .inference.video import sharpen_video
 
-    sharpener = load(args.model, backend=args.backend, threads=args.threads, precision=args.precision)
+    sharpener = load(args.model, backend=args.backend, threads=args.threads, precision=args.precision,
+                     self_ensemble=args.self_ensemble)
     r = sharpen_video(sharpener, args.input, args.out, compare=args.compare, max_frames=args.max_frames)
     audio = f", audio {r['audio']} kept" if r["audio"] else ", no audio"
     print(f"wrote {r['output']}: {r['frames']} frames {r['width']}x{r['height']} at {r['rate']:.3g} fps{audio} "
@@ -198,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_args(p, "runs/student")
     p.add_argument("--teacher", default="teacher", help="teacher weights (default: shipped)")
     p.add_argument("--no-kd", action="store_true", help="ablation: ground truth only, no teacher term")
+    p.add_argument("--teacher-tta", type=int, choices=(1, 2, 8),
+                   help="distil from the teacher averaged over 2 (horizontal flip) or 8 (flips and transposes) "
+                        "transforms of each input: better targets, 2x or 8x the teacher's cost (default 1)")
     p.set_defaults(func=cmd_distill)
 
     p = sub.add_parser("evaluate", help="compare blurry, classical baselines, teacher and students")
@@ -213,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma list of NAME or NAME=PATH (default: shipped teacher,student,student_nokd)")
     p.add_argument("--compare", help="paired differences to report, A:B,C:D (names from --models; "
                                      "default: the project's KD ablation pairs that are present)")
+    p.add_argument("--self-ensemble", type=int, default=1, choices=(1, 2, 8),
+                   help="run every model as the mean of 2 or 8 flipped/transposed passes (MACs and latency too)")
     p.add_argument("--out", default="reports/eval")
     p.set_defaults(func=cmd_evaluate)
 
@@ -224,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="torch backend only")
     p.add_argument("--tile", type=int, help="tile size in pixels (default: 512 tiles above 4.2 megapixels; 0: never)")
     p.add_argument("--tile-overlap", type=int, default=32)
+    p.add_argument("--self-ensemble", type=int, default=1, choices=(1, 2, 8),
+                   help="average 2 (horizontal flip) or 8 (flips and transposes) passes: a better picture at 2x or 8x "
+                        "the time (the shipped best student on validation faces: +0.0022 SSIM, +0.18 dB with 2)")
     p.add_argument("--threads", type=int)
     p.set_defaults(func=cmd_sharpen)
 
@@ -235,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", action="store_true", help="input and output side by side")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="torch backend only")
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--self-ensemble", type=int, default=1, choices=(1, 2, 8),
+                   help="average 2 (horizontal flip) or 8 (flips and transposes) passes: a better picture at 2x or 8x "
+                        "the time (the shipped best student on validation faces: +0.0022 SSIM, +0.18 dB with 2)")
     p.add_argument("--threads", type=int)
     p.set_defaults(func=cmd_video)
 

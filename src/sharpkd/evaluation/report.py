@@ -16,7 +16,7 @@ from ..data.datasets import FixedPairs, PairedFolder, load_split_images, paired_
 from ..data.degradations import build_degradation
 from ..errors import SharpkdError
 from ..metrics import mae, psnr, ssim
-from ..models import count_macs, count_parameters, load_weights
+from ..models import SelfEnsemble, count_macs, count_parameters, load_weights
 from .baselines import richardson_lucy, true_kernels, unsharp_mask
 
 log = logging.getLogger("sharpkd")
@@ -50,7 +50,10 @@ LABELS = {"teacher": "Teacher U-Net", "student": "Student (KD)", "student_nokd":
           "student_lk36_faces_anneal": "Large-kernel student (KD, 36 + 5 cosine epochs on faces only)",
           "student_lk46_faces_anneal": "Large-kernel student (KD, 46 + 5 cosine epochs on faces only)",
           "student_lk46_faces_anneal10": "Large-kernel student (KD, 46 + 10 cosine epochs on faces only)",
-          "student_lk_nokd36_faces_anneal": "Large-kernel student (no KD, 36 + 5 cosine epochs on faces only)"}
+          "student_lk_nokd36_faces_anneal": "Large-kernel student (no KD, 36 + 5 cosine epochs on faces only)",
+          "student_lk46_faces_reanneal": "Large-kernel student (KD, 46 + 10 + 10 cosine epochs on faces only)",
+          "student_lk46_faces_reanneal_tta8": "Large-kernel student (KD, 46 + 10 + 10 cosine epochs on faces only, "
+                                              "the last 10 from the x8 self-ensembled teacher)"}
 COMPARISONS = (("student", "student_nokd"), ("student_kdstrong", "student"),  # paired over the same pairs
                ("student_kdstrong", "student_nokdstrong"), ("student_anneal", "student_nokd_anneal"),
                ("student_kdstrong_anneal", "student_nokd_anneal"),
@@ -174,6 +177,9 @@ def seed_difference(groups: dict[str, list[dict]], a: str, b: str) -> dict | Non
 def evaluate(args) -> dict:
     compare = _parse_compare(getattr(args, "compare", None))
     blurry, sharp, ops, description = _pairs(args)
+    passes = getattr(args, "self_ensemble", 1)
+    if passes > 1:
+        description += f"; every model run as the mean of {passes} flipped/transposed passes (self-ensemble)"
     kernels = true_kernels(ops) if ops else None
     methods = {"Blurry input": (None, lambda x: x), "Unsharp mask": (None, lambda x: _batched(unsharp_mask, x))}
     if kernels:
@@ -187,6 +193,8 @@ def evaluate(args) -> dict:
             log.warning("skipping %s: %s", name, exc)
             continue
         model = model.float().eval()
+        if passes > 1:
+            model = SelfEnsemble(model, passes)
         names[_label(name)] = name
         methods[_label(name)] = (model, lambda x, m=model: _batched(
             lambda b: m(b.contiguous(memory_format=torch.channels_last)).float().clamp(0, 1), x))

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import SharpkdError
+from ..models.common import dihedral
 from ..models.weights import load_weights
 
 log = logging.getLogger("sharpkd")
@@ -116,7 +117,10 @@ class Sharpener:
     def __init__(self, model: torch.nn.Module | None = None, meta: dict | None = None, threads: int | None = None,
                  name: str = "model", backend: str | TorchBackend | OnnxBackend = "torch",
                  precision: str = "fp32", tile: int | None = None, tile_overlap: int = DEFAULT_TILE_OVERLAP,
-                 auto_tile_pixels: int = AUTO_TILE_PIXELS):
+                 auto_tile_pixels: int = AUTO_TILE_PIXELS, self_ensemble: int = 1):
+        if self_ensemble not in (1, 2, 8):
+            raise SharpkdError(f"self-ensemble must be 1, 2 or 8, not {self_ensemble}")
+        self.self_ensemble = self_ensemble
         if threads:
             torch.set_num_threads(threads)
         self.meta, self.name = meta or {}, name
@@ -146,10 +150,14 @@ class Sharpener:
 
     # ------------------------------------------------------------------------------------------- arrays
     def run_array(self, x: np.ndarray) -> np.ndarray:
-        """(B,3,H,W) float32 in [0, 1] -> (B,3,H,W) float32 in [0, 1], one pass (no tiling)."""
-        h, w = x.shape[-2:]
-        y = self.backend(pad_array(x, self.multiple))[..., :h, :w]
-        return np.clip(y, 0.0, 1.0)
+        """(B,3,H,W) float32 in [0, 1] -> (B,3,H,W) float32 in [0, 1], no tiling: one pass, or the mean of
+        `self_ensemble` passes over flipped and transposed copies (see `models.SelfEnsemble`)."""
+        y = 0
+        for k in range(self.self_ensemble):
+            xk = np.ascontiguousarray(dihedral(x, k))
+            h, w = xk.shape[-2:]
+            y = y + dihedral(self.backend(pad_array(xk, self.multiple))[..., :h, :w], k, inverse=True)
+        return np.clip(y / np.float32(self.self_ensemble), 0.0, 1.0)
 
     def _tile_size(self, h: int, w: int) -> int:
         if self.tile is None:
@@ -202,10 +210,12 @@ class Sharpener:
 
 
 def load(model: str | os.PathLike = "student", backend: str = "torch", threads: int | None = None,
-         precision: str = "fp32", tile: int | None = None, tile_overlap: int = DEFAULT_TILE_OVERLAP) -> Sharpener:
+         precision: str = "fp32", tile: int | None = None, tile_overlap: int = DEFAULT_TILE_OVERLAP,
+         self_ensemble: int = 1) -> Sharpener:
     """A `Sharpener` for shipped weights ('student', 'teacher', 'student_nokd'), a .safetensors path, or (with
     backend='onnx') a .onnx file. With backend='onnx' and safetensors weights, the model is exported to ONNX
-    once and cached."""
+    once and cached. `self_ensemble` 2 or 8: each frame is sharpened that many times (flipped, transposed) and
+    the results averaged, for a better picture at that many times the cost."""
     if backend not in BACKENDS:
         raise SharpkdError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     name = Path(str(model)).stem if str(model).endswith((".safetensors", ".onnx")) else str(model)
@@ -215,7 +225,8 @@ def load(model: str | os.PathLike = "student", backend: str = "torch", threads: 
         if not Path(model).is_file():
             raise SharpkdError(f"ONNX model not found: {model}")
         be = OnnxBackend(model, threads=threads)
-        return Sharpener(None, be.meta, threads=threads, name=name, backend=be, tile=tile, tile_overlap=tile_overlap)
+        return Sharpener(None, be.meta, threads=threads, name=name, backend=be, tile=tile, tile_overlap=tile_overlap,
+                         self_ensemble=self_ensemble)
     net, meta = load_weights(model)
     if backend == "onnx":
         from ..models.weights import resolve_weights
@@ -223,4 +234,4 @@ def load(model: str | os.PathLike = "student", backend: str = "torch", threads: 
 
         meta = {**meta, "_weights_sha": file_sha256(resolve_weights(model))}
     return Sharpener(net, meta, threads=threads, name=name, backend=backend, precision=precision, tile=tile,
-                     tile_overlap=tile_overlap)
+                     tile_overlap=tile_overlap, self_ensemble=self_ensemble)

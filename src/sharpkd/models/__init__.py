@@ -1,5 +1,5 @@
 """Architectures (one short file each), the registry, and saving/loading weights with their sidecar."""
-from .common import RestorationNet, SeparableConv, count_parameters, pad_to_multiple
+from .common import RestorationNet, SelfEnsemble, SeparableConv, count_parameters, dihedral, pad_to_multiple
 from .registry import MODELS, build_model, register_model
 from .student import LightStudentUNet
 from .student_fast import FastStudentUNet

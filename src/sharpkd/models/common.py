@@ -1,6 +1,7 @@
 """Pieces shared by the architectures."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -65,6 +66,33 @@ class RestorationNet(nn.Module):
         if self.residual:
             return (x + raw.to(x.dtype)).clamp(0, 1)
         return torch.sigmoid(raw)
+
+
+def dihedral(x, k: int, inverse: bool = False):
+    """The k-th (0-7) of the eight flips and transposes of the last two axes (bit 0: flip W, bit 1: flip H,
+    bit 2: swap H and W), or its inverse; on a torch tensor or a numpy array."""
+    flip = (lambda a, axis: a.flip(axis)) if isinstance(x, torch.Tensor) else np.flip
+    ops = (lambda a: flip(a, -1), lambda a: flip(a, -2), lambda a: a.swapaxes(-1, -2))
+    bits = [i for i in range(3) if k >> i & 1]
+    for i in reversed(bits) if inverse else bits:
+        x = ops[i](x)
+    return x
+
+
+class SelfEnsemble(nn.Module):
+    """A restorer averaged over transforms of its input (each output mapped back): `n=2` the horizontal flip,
+    `n=8` all flips and transposes. n times the compute for a better output; the distillation target of
+    `distill --teacher-tta` (teacher on validation faces: 0.9305 SSIM / 32.81 dB, x2 0.9328 / 33.06,
+    x8 0.9335 / 33.15)."""
+
+    def __init__(self, model: nn.Module, n: int = 8):
+        super().__init__()
+        if n not in (1, 2, 8):
+            raise ValueError(f"self-ensemble of 1, 2 or 8 transforms, not {n}")
+        self.model, self.n = model, n
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return sum(dihedral(self.model(dihedral(x, k)), k, inverse=True) for k in range(self.n)) / self.n
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -9,7 +9,8 @@ from ..errors import SharpkdError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 OVERRIDABLE = ("max_epochs", "epoch_size", "val_size", "batch_size", "lr", "patience", "limit_images", "crop",
-               "preset", "residual", "seed", "split_seed", "train_pairs", "precision", "num_workers", "arch", "schedule")
+               "preset", "residual", "seed", "split_seed", "train_pairs", "precision", "num_workers", "arch", "schedule",
+               "teacher_tta")
 
 
 def load_recipe(name: str, path: str | None = None, overrides: dict | None = None) -> dict:
@@ -26,6 +27,7 @@ def load_recipe(name: str, path: str | None = None, overrides: dict | None = Non
     recipe.setdefault("split_seed", 0)
     recipe.setdefault("train_pairs", 0)
     recipe.setdefault("schedule", "plateau")
+    recipe.setdefault("teacher_tta", 1)
     for key, value in (overrides or {}).items():
         if value is not None:
             recipe[key] = value

@@ -20,7 +20,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from ..errors import SharpkdError
 from ..sysinfo import cpu_name
-from ..models import build_model, count_parameters, load_weights, resolve_weights, save_weights
+from ..models import SelfEnsemble, build_model, count_parameters, load_weights, resolve_weights, save_weights
 from .config import OVERRIDABLE, load_recipe
 from .datamodule import DeblurDataModule
 from .module import RestorationModule, saved_schedule
@@ -116,7 +116,10 @@ def run_training(recipe_name: str, args) -> int:
     command = "sharpkd " + " ".join(shlex.quote(a) for a in getattr(args, "argv", sys.argv[1:]))
 
     teacher, teacher_meta = None, {}
+    tta = recipe["teacher_tta"]
     if recipe_name.startswith("student") and recipe["loss"].get("alpha"):
+        if tta > 1 and recipe["loss"].get("attention"):
+            raise SharpkdError("--teacher-tta: attention distillation needs the plain teacher's features")
         teacher, teacher_meta = load_weights(args.teacher)
     init_start, init_meta = None, None
     if init:  # checked before minutes of data preparation; building models here must not move the seeded RNG
@@ -145,13 +148,14 @@ def run_training(recipe_name: str, args) -> int:
             teacher.cuda()
         data.add_train_targets(cached_teacher_outputs(teacher, resolve_weights(args.teacher),
                                                       data.train_set.tensors[0],
-                                                      getattr(args, "cache_dir", None) or out / "cache"))
+                                                      getattr(args, "cache_dir", None) or out / "cache", tta=tta))
         teacher.cpu()
     model = build_model(recipe["arch"], residual=bool(recipe.get("residual", False)))
     if init_start is not None:
         model.load_state_dict(init_start.state_dict())
     module = RestorationModule(model, recipe["loss"], lr=recipe["lr"], lr_factor=recipe["lr_factor"],
-                               lr_patience=recipe["lr_patience"], min_lr=recipe["min_lr"], teacher=teacher,
+                               lr_patience=recipe["lr_patience"], min_lr=recipe["min_lr"],
+                               teacher=SelfEnsemble(teacher, tta) if teacher is not None and tta > 1 else teacher,
                                schedule=recipe["schedule"])
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best-{epoch:02d}", monitor="val_ssim", mode="max")
     # Lightning's save_last only writes when a new best is saved; --resume needs the latest epoch every time.
@@ -189,7 +193,8 @@ def run_training(recipe_name: str, args) -> int:
                  val_metrics={k.removeprefix("val_"): best_row[k] for k in ("val_ssim", "val_psnr", "val_mae", "val_loss")
                               if k in best_row},
                  training={k: recipe[k] for k in ("loss", "batch_size", "lr", "patience", "precision", "seed",
-                                                   "split_seed", "train_pairs", "max_epochs", "residual", "schedule")},
+                                                   "split_seed", "train_pairs", "max_epochs", "residual", "schedule",
+                                                   "teacher_tta")},
                  init_weights=init_meta,
                  teacher=({"weights": str(args.teacher), "val_metrics": teacher_meta.get("val_metrics")}
                           if teacher is not None else None),

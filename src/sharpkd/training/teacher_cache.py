@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..data import to_uint8
+from ..models import SelfEnsemble
 
 log = logging.getLogger("sharpkd")
 
@@ -42,9 +43,11 @@ def teacher_outputs(teacher: nn.Module, blurry: torch.Tensor, batch: int = 64, b
 
 
 def cached_teacher_outputs(teacher: nn.Module, weights_file: str | os.PathLike, blurry: torch.Tensor,
-                           cache_dir: str | os.PathLike) -> torch.Tensor:
-    """`teacher_outputs`, read from `cache_dir` when this teacher already ran on these inputs."""
-    key = _digest(Path(weights_file).read_bytes(), blurry.numpy().tobytes())
+                           cache_dir: str | os.PathLike, tta: int = 1) -> torch.Tensor:
+    """`teacher_outputs`, read from `cache_dir` when this teacher (self-ensembled over `tta` transforms) already
+    ran on these inputs."""
+    ensemble = [f"tta{tta}".encode()] if tta > 1 else []  # (the key of a plain teacher's file is unchanged)
+    key = _digest(Path(weights_file).read_bytes(), blurry.numpy().tobytes(), *ensemble)
     path = Path(cache_dir) / f"teacher-{key}.safetensors"
     if path.is_file():
         out = load_file(str(path))["teacher"]
@@ -52,10 +55,11 @@ def cached_teacher_outputs(teacher: nn.Module, weights_file: str | os.PathLike, 
             log.info("teacher outputs: read %d from %s", len(out), path)
             return out
     started = time.time()
-    out = teacher_outputs(teacher, blurry)
+    out = teacher_outputs(SelfEnsemble(teacher, tta) if tta > 1 else teacher, blurry)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    save_file({"teacher": out}, str(tmp), metadata={"weights": str(weights_file), "pairs": str(len(out))})
+    save_file({"teacher": out}, str(tmp),
+              metadata={"weights": str(weights_file), "pairs": str(len(out)), "tta": str(tta)})
     os.replace(tmp, path)
     log.info("teacher outputs: %d computed in %.0f s, cached in %s", len(out), time.time() - started, path)
     return out
