@@ -119,6 +119,12 @@ wait
 sharpkd distill ${F/--seed 0/--seed 1} --init-weights runs/student_lk26_s1/model.safetensors --out runs/student_lk26_faces_anneal_s1 &
 sharpkd distill --no-kd --data $DATA/faces --arch student_lk --seed 1 --schedule cosine --max-epochs 5 --init-weights runs/student_lk_nokd26_s1/model.safetensors --out runs/student_lk_nokd26_faces_anneal_s1 &
 wait
+# Session 11: a second 10-epoch phase on the faces from that student (--lr 3e-4), with the teacher's targets and
+# with the x8 self-ensembled teacher's (--teacher-tta 8: its outputs averaged over flips and transposes).
+R="$F --max-epochs 10 --lr 3e-4 --init-weights runs/student_lk46_faces_anneal10_s0/model.safetensors"
+sharpkd distill $R --out runs/student_lk46_faces_reanneal_s0 &
+sharpkd distill $R --teacher-tta 8 --out runs/student_lk46_faces_reanneal_tta8_s0 &
+wait
 # Feature distillation (KD + attention transfer), seed 0, the teacher run on every batch (no cache).
 sharpkd distill --config src/sharpkd/configs/student_kd_at.yaml --data "$DATA" --teacher $T --out runs/student_at_s0 \
   --seed 0 --max-epochs 10 &  # the recorded run was stopped by --max-time after 10 epochs
@@ -212,6 +218,13 @@ done
 M=; for m in lk26_anneal lk_nokd26_anneal lk26_faces_anneal lk_nokd26_faces_anneal; do M=$M${M:+,}student_$m=runs/student_${m}_s1/model.safetensors; done
 C=student_lk26_faces_anneal:student_lk_nokd26_faces_anneal,student_lk26_faces_anneal:student_lk26_anneal,student_lk_nokd26_faces_anneal:student_lk_nokd26_anneal
 sharpkd evaluate --data "$DATA/faces" --preset seed --models "$M" --compare "$C" --out reports/faces_seed_s10e
+# Session 11: the re-anneals, and self-ensembles (every model as the mean of 2 or 8 flipped/transposed passes).
+M=$(models lk46_faces_anneal10 lk46_faces_reanneal lk46_faces_reanneal_tta8)
+C=student_lk46_faces_reanneal_tta8:student_lk46_faces_reanneal,student_lk46_faces_reanneal:student_lk46_faces_anneal10
+for p in seed videocall; do sharpkd evaluate --data "$DATA/faces" --preset $p --models "$M" --compare "$C" --out reports/faces_${p}_s11; done
+for n in 2 8; do
+  sharpkd evaluate --data "$DATA/faces" --preset seed --models "$(models lk46_faces_anneal10)" --self-ensemble $n --out reports/faces_seed_s11_x$n
+done
 
 # Ship: weights + sidecar + curves into the package (seed 0 runs).
 ship() { cp runs/$1/model.safetensors src/sharpkd/weights/$2.safetensors; cp runs/$1/model.json src/sharpkd/weights/$2.json

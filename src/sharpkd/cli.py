@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile-overlap", type=int, default=32)
     p.add_argument("--self-ensemble", type=int, default=1, choices=(1, 2, 8),
                    help="average 2 (horizontal flip) or 8 (flips and transposes) passes: a better picture at 2x or 8x "
-                        "the time (the shipped best student on validation faces: +0.0022 SSIM, +0.18 dB with 2)")
+                        "the time (the best shipped student on validation faces: +0.0022 SSIM, +0.18 dB with 2)")
     p.add_argument("--threads", type=int)
     p.set_defaults(func=cmd_sharpen)
 
@@ -246,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--self-ensemble", type=int, default=1, choices=(1, 2, 8),
                    help="average 2 (horizontal flip) or 8 (flips and transposes) passes: a better picture at 2x or 8x "
-                        "the time (the shipped best student on validation faces: +0.0022 SSIM, +0.18 dB with 2)")
+                        "the time (the best shipped student on validation faces: +0.0022 SSIM, +0.18 dB with 2)")
     p.add_argument("--threads", type=int)
     p.set_defaults(func=cmd_video)
 
