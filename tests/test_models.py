@@ -103,8 +103,8 @@ def test_residual_models_start_as_the_identity(name):
     assert not torch.equal(build_model(name).eval()(x), x)
 
 
-def test_self_ensemble_averages_over_flips_and_quarter_turns():
-    """A shift to the right (not flip-equivariant) averaged with its mirror image; x8 commutes with flips and turns."""
+def test_self_ensemble_averages_over_flips_and_transposes():
+    """A shift to the right (not flip-equivariant) averaged with its mirror image; x8 commutes with flips and transposes."""
     shift = torch.nn.Conv2d(1, 1, (1, 3), padding=(0, 1), bias=False)
     with torch.no_grad():
         shift.weight.copy_(torch.tensor([1.0, 0.0, 0.0]).view(1, 1, 1, 3))

@@ -151,7 +151,7 @@ def test_teacher_cache_matches_the_teacher_and_is_reused(teacher_run, tiny_data,
     assert (first.float() - exact).abs().mean() < 1.0  # bf16 + 8-bit: under one grey level on average
     other = cached_teacher_outputs(teacher, teacher_run / "model.safetensors", blurry.flip(-1).contiguous(), cache)
     assert len(list(cache.glob("teacher-*.safetensors"))) == 2 and not torch.equal(other, first)
-    ensemble = cached_teacher_outputs(teacher, teacher_run / "model.safetensors", blurry, cache, tta=2)
+    ensemble = cached_teacher_outputs(SelfEnsemble(teacher, 2), teacher_run / "model.safetensors", blurry, cache)
     assert len(list(cache.glob("teacher-*.safetensors"))) == 3  # the self-ensembled teacher has its own file
     with torch.no_grad():
         exact = SelfEnsemble(teacher, 2)(blurry.float() / 255).clamp(0, 1) * 255

@@ -152,12 +152,14 @@ class Sharpener:
     def run_array(self, x: np.ndarray) -> np.ndarray:
         """(B,3,H,W) float32 in [0, 1] -> (B,3,H,W) float32 in [0, 1], no tiling: one pass, or the mean of
         `self_ensemble` passes over flipped and transposed copies (see `models.SelfEnsemble`)."""
-        y = 0
-        for k in range(self.self_ensemble):
-            xk = np.ascontiguousarray(dihedral(x, k))
-            h, w = xk.shape[-2:]
-            y = y + dihedral(self.backend(pad_array(xk, self.multiple))[..., :h, :w], k, inverse=True)
-        return np.clip(y / np.float32(self.self_ensemble), 0.0, 1.0)
+        n = self.self_ensemble
+        y = self._pass(x) if n == 1 else sum(
+            dihedral(self._pass(np.ascontiguousarray(dihedral(x, k))), k, inverse=True) for k in range(n)) / np.float32(n)
+        return np.clip(y, 0.0, 1.0)
+
+    def _pass(self, x: np.ndarray) -> np.ndarray:
+        h, w = x.shape[-2:]
+        return self.backend(pad_array(x, self.multiple))[..., :h, :w]
 
     def _tile_size(self, h: int, w: int) -> int:
         if self.tile is None:

@@ -121,6 +121,8 @@ def run_training(recipe_name: str, args) -> int:
         if tta > 1 and recipe["loss"].get("attention"):
             raise SharpkdError("--teacher-tta: attention distillation needs the plain teacher's features")
         teacher, teacher_meta = load_weights(args.teacher)
+        if tta > 1:
+            teacher = SelfEnsemble(teacher, tta)
     init_start, init_meta = None, None
     if init:  # checked before minutes of data preparation; building models here must not move the seeded RNG
         with torch.random.fork_rng():
@@ -148,14 +150,13 @@ def run_training(recipe_name: str, args) -> int:
             teacher.cuda()
         data.add_train_targets(cached_teacher_outputs(teacher, resolve_weights(args.teacher),
                                                       data.train_set.tensors[0],
-                                                      getattr(args, "cache_dir", None) or out / "cache", tta=tta))
+                                                      getattr(args, "cache_dir", None) or out / "cache"))
         teacher.cpu()
     model = build_model(recipe["arch"], residual=bool(recipe.get("residual", False)))
     if init_start is not None:
         model.load_state_dict(init_start.state_dict())
     module = RestorationModule(model, recipe["loss"], lr=recipe["lr"], lr_factor=recipe["lr_factor"],
-                               lr_patience=recipe["lr_patience"], min_lr=recipe["min_lr"],
-                               teacher=SelfEnsemble(teacher, tta) if teacher is not None and tta > 1 else teacher,
+                               lr_patience=recipe["lr_patience"], min_lr=recipe["min_lr"], teacher=teacher,
                                schedule=recipe["schedule"])
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best-{epoch:02d}", monitor="val_ssim", mode="max")
     # Lightning's save_last only writes when a new best is saved; --resume needs the latest epoch every time.

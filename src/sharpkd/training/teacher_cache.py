@@ -43,9 +43,10 @@ def teacher_outputs(teacher: nn.Module, blurry: torch.Tensor, batch: int = 64, b
 
 
 def cached_teacher_outputs(teacher: nn.Module, weights_file: str | os.PathLike, blurry: torch.Tensor,
-                           cache_dir: str | os.PathLike, tta: int = 1) -> torch.Tensor:
-    """`teacher_outputs`, read from `cache_dir` when this teacher (self-ensembled over `tta` transforms) already
+                           cache_dir: str | os.PathLike) -> torch.Tensor:
+    """`teacher_outputs`, read from `cache_dir` when this teacher (a `SelfEnsemble` of it has its own file) already
     ran on these inputs."""
+    tta = teacher.n if isinstance(teacher, SelfEnsemble) else 1
     ensemble = [f"tta{tta}".encode()] if tta > 1 else []  # (the key of a plain teacher's file is unchanged)
     key = _digest(Path(weights_file).read_bytes(), blurry.numpy().tobytes(), *ensemble)
     path = Path(cache_dir) / f"teacher-{key}.safetensors"
@@ -55,7 +56,7 @@ def cached_teacher_outputs(teacher: nn.Module, weights_file: str | os.PathLike, 
             log.info("teacher outputs: read %d from %s", len(out), path)
             return out
     started = time.time()
-    out = teacher_outputs(SelfEnsemble(teacher, tta) if tta > 1 else teacher, blurry)
+    out = teacher_outputs(teacher, blurry)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     save_file({"teacher": out}, str(tmp),
