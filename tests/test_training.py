@@ -93,11 +93,18 @@ def test_init_weights_with_a_cosine_schedule(teacher_run, tiny_data, tmp_path):
                  "--resume", "--schedule", "cosine"]) == 0
     assert load_weights(out / "model.safetensors")[1]["init_weights"] == meta["init_weights"]
     assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), start.state_dict().values()))
-    # It starts where the finished run ended: after one epoch it is ahead of the same run from scratch.
+    # It starts from the finished weights: with a vanishing LR, one epoch leaves every weight where it began
+    # (Adam moves a weight by about lr per step), while the same run from scratch starts elsewhere.
+    still = tmp_path / "still"
+    assert main(["train-teacher", "--data", str(tiny_data), "--out", str(still), *TINY, "--max-epochs", "1",
+                 "--lr", "1e-9", "--init-weights", str(teacher_run / "model.safetensors")]) == 0
     scratch = tmp_path / "scratch"
-    assert main(["train-teacher", "--data", str(tiny_data), "--out", str(scratch), *TINY, "--max-epochs", "1"]) == 0
-    first = [float(next(csv.DictReader(open(run / "metrics.csv")))["val_ssim"]) for run in (out, scratch)]
-    assert first[0] > first[1]
+    assert main(["train-teacher", "--data", str(tiny_data), "--out", str(scratch), *TINY, "--max-epochs", "1",
+                 "--lr", "1e-9"]) == 0
+    start_params = dict(start.named_parameters())
+    for run, near in ((still, True), (scratch, False)):
+        params = dict(load_weights(run / "model.safetensors")[0].named_parameters())
+        assert all(torch.allclose(params[k], v, atol=1e-6) for k, v in start_params.items()) == near, run
 
 
 def test_log_folders_are_ordered_by_sitting(tmp_path):
@@ -273,7 +280,7 @@ def test_evaluate_compare_picks_the_paired_differences(teacher_run, tiny_data, t
             "--models", f"student={w},student_nokd={w},student@1={w}", "--out", str(tmp_path / "eval")]
     assert main(args + ["--compare", "student@1:student_nokd,student:missing"]) == 0
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
-    assert [(c["a"], c["b"]) for c in report["comparisons"]] == [("Student (KD) @1", "Student (no KD)")]
+    assert [(c["a"], c["b"]) for c in report["comparisons"]] == [("student@1", "student_nokd")]
     assert main(args + ["--compare", "student"]) == 2
     assert "--compare wants A:B pairs" in capsys.readouterr().err
 
@@ -287,8 +294,8 @@ def test_evaluate_compare_tests_the_gap_against_the_seed_to_seed_noise(teacher_r
                  "--compare", "student:student_nokd,student@1:student_nokd", "--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
     ssim = {r["method"]: r["ssim"] for r in report["rows"]}
-    a = [ssim["Student (KD)"], ssim["Student (KD) @1"]]
-    b = [ssim["Student (no KD)"], ssim["Student (no KD) @1"]]
+    a = [ssim["student"], ssim["student@1"]]
+    b = [ssim["student_nokd"], ssim["student_nokd@1"]]
     seeds = report["comparisons"][0]["seeds"]
     assert seeds["runs"] == [2, 2] and seeds["ssim"]["difference"] == pytest.approx(np.mean(a) - np.mean(b))
     t = (np.mean(a) - np.mean(b)) / np.sqrt(np.var(a, ddof=1) / 2 + np.var(b, ddof=1) / 2)
@@ -302,23 +309,22 @@ def test_evaluate_writes_both_reports_with_every_row(teacher_run, tiny_data, tmp
     w = teacher_run / "model.safetensors"
     assert main(["evaluate", "--data", str(tiny_data), "--split", "all", "--count", "12", "--size", "32",
                  "--models", f"teacher={w},student={w},student_nokd={w},student@1={w},student_kdstrong={w}",
-                 "--out", str(out)]) == 0
+                 "--compare", "student:student_nokd,student_kdstrong:student", "--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
     methods = [r["method"] for r in report["rows"]]
-    assert methods == ["Blurry input", "Unsharp mask", "Richardson-Lucy (true kernel, oracle)", "Teacher U-Net",
-                       "Student (KD)", "Student (no KD)", "Student (KD) @1",
-                       "Student (KD, teacher weight 14 after epoch 16)"]
+    assert methods == ["Blurry input", "Unsharp mask", "Richardson-Lucy (true kernel, oracle)", "teacher",
+                       "student", "student_nokd", "student@1", "student_kdstrong"]
     teacher_row = report["rows"][3]
     assert teacher_row["parameters"] > 400_000 and teacher_row["macs_720p"] > teacher_row["macs_128"] > 0
     assert teacher_row["latency_ms_128"] > 0
     md = (out / "report.md").read_text()
     assert all(m in md for m in methods) and (out / "grid.png").stat().st_size > 1000
     [seeds] = report["seeds"]  # the same weights twice: two runs, no spread
-    assert seeds["model"] == "Student (KD)" and seeds["runs"] == 2 and seeds["ssim"]["sd"] == 0
+    assert seeds["model"] == "student" and seeds["runs"] == 2 and seeds["ssim"]["sd"] == 0
     assert seeds["ssim"]["mean"] == report["rows"][4]["ssim"] and "Across training seeds" in md
     # Paired comparisons of the same weights: zero difference, and an interval that is exactly zero.
-    assert [(c["a"], c["b"]) for c in report["comparisons"]] == [
-        ("Student (KD)", "Student (no KD)"), ("Student (KD, teacher weight 14 after epoch 16)", "Student (KD)")]
+    assert [(c["a"], c["b"]) for c in report["comparisons"]] == [("student", "student_nokd"),
+                                                                 ("student_kdstrong", "student")]
     assert all(c["ssim"]["mean"] == 0 and c["ssim"]["ci95"] == [0, 0] for c in report["comparisons"])
     # The oracle deconvolution really deblurs: it beats the blurry input.
     assert report["rows"][2]["psnr"] > report["rows"][0]["psnr"]
@@ -339,7 +345,7 @@ def test_evaluate_self_ensemble_runs_every_model_as_the_mean_of_its_passes(teach
                      "--models", f"teacher={w}", "--self-ensemble", passes, "--out", str(tmp_path / passes)]) == 0
         reports[passes] = json.loads((tmp_path / passes / "report.json").read_text())
     one, two = (r["rows"][3] for r in (reports["1"], reports["2"]))
-    assert one["method"] == two["method"] == "Teacher U-Net" and one["ssim"] != two["ssim"]
+    assert one["method"] == two["method"] == "teacher" and one["ssim"] != two["ssim"]
     assert two["macs_128"] == 2 * one["macs_128"] and two["parameters"] == one["parameters"]
     assert "mean of 2 flipped/transposed passes" in reports["2"]["pairs"]
     assert reports["1"]["rows"][0] == reports["2"]["rows"][0]  # the blurry input is not a model

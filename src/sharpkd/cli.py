@@ -2,13 +2,38 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
+import threading
 
 from . import __version__
 from .errors import SharpkdError
 
 log = logging.getLogger("sharpkd")
+
+SIGTERM_AS_INTERRUPT = ("sharpen", "video", "make-pairs", "live")  # commands that undo their work in hand on Ctrl-C
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is: the command in hand cleans up (temporary files) as for Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        yield
+        return
+
+    def terminated(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # ----------------------------------------------------------------------------------------------- commands
@@ -53,9 +78,32 @@ def cmd_distill(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluation.report import run_evaluation
+    from pathlib import Path
 
-    return run_evaluation(args)
+    from .evaluation.report import EvalOptions, evaluate, parse_compare, parse_models, report_markdown, write_report
+
+    models, compare = parse_models(args.models), parse_compare(args.compare)
+    if args.suite:
+        from .evaluation.suite import SuiteOptions, run_suite, suite_markdown, write_suite
+
+        if not args.data:
+            raise SharpkdError("--suite takes --data (a data root: its faces/ and all of it)")
+        opts = SuiteOptions(data=Path(args.data), models=models, count=args.count or 800, size=args.size,
+                            seed=args.seed, compare=compare, self_ensemble=args.self_ensemble,
+                            families=tuple(f.strip() for f in args.families.split(",") if f.strip()))
+        result = run_suite(opts, progress=lambda ds, fam, r: print(
+            f"{ds:>6} {fam:<14} " + "  ".join(f"{m} {v['ssim']:.4f}/{v['psnr']:.2f}" for m, v in r["rows"].items()),
+            flush=True))
+        written = write_suite(result, Path(args.out))
+        print(suite_markdown(result))
+    else:
+        result = evaluate(EvalOptions(models=models, data=args.data, pairs=args.pairs, split=args.split,
+                                      preset=args.preset, count=args.count or 1600, size=args.size, seed=args.seed,
+                                      compare=compare, self_ensemble=args.self_ensemble))
+        written = write_report(result, Path(args.out))
+        print(report_markdown(result))
+    print("wrote " + ", ".join(str(p) for p in written[:3]) + (f" and {len(written) - 3} more" if len(written) > 3 else ""))
+    return 0
 
 
 def cmd_sharpen(args) -> int:
@@ -64,7 +112,7 @@ def cmd_sharpen(args) -> int:
 
     sharpener = load(args.model, backend=args.backend, threads=args.threads, precision=args.precision,
                      tile=args.tile, tile_overlap=args.tile_overlap, self_ensemble=args.self_ensemble)
-    result = sharpen_files(sharpener, args.inputs, args.out,
+    result = sharpen_files(sharpener, args.inputs, args.out, overwrite=args.overwrite,
                            on_error=lambda path, msg: print(f"sharpkd: error: {msg}", file=sys.stderr))
     print(f"sharpened {len(result.written)} image(s) into {args.out}"
           + (f"; {len(result.failed)} failed" if result.failed else ""))
@@ -77,7 +125,8 @@ def cmd_video(args) -> int:
 
     sharpener = load(args.model, backend=args.backend, threads=args.threads, precision=args.precision,
                      self_ensemble=args.self_ensemble)
-    r = sharpen_video(sharpener, args.input, args.out, compare=args.compare, max_frames=args.max_frames)
+    r = sharpen_video(sharpener, args.input, args.out, compare=args.compare, max_frames=args.max_frames,
+                      overwrite=args.overwrite)
     audio = f", audio {r['audio']} kept" if r["audio"] else ", no audio"
     print(f"wrote {r['output']}: {r['frames']} frames {r['width']}x{r['height']} at {r['rate']:.3g} fps{audio} "
           f"(processed at {r['fps']:.1f} frames/s)")
@@ -129,6 +178,61 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_live(args) -> int:
+    import json
+
+    from .inference import load
+    from .inference.live import (benchmark, check_sink, format_status, open_sink, open_source, parse_size,
+                                 round_size_for, run_live)
+
+    size = parse_size(args.size)
+    kind = args.sink or ("null" if args.benchmark else "virtualcam")
+    if args.out and str(args.out) == str(args.source):
+        raise SharpkdError(f"--out {args.out} is the source: choose another file")
+    check_sink(kind, args.device)
+    sink = open_sink(kind, args.out, args.device)
+    size = round_size_for(size, sink)
+    if args.benchmark is None:
+        source = open_source(args.source, size, args.fps)  # a missing or busy camera fails before the model loads
+    sharpener = load(args.model, backend=args.backend, threads=args.threads)
+
+    def line(s) -> str:
+        return (f"{s['frames']} frames, {s['fps']:.1f} FPS, latency p50 {s['latency_ms_p50']:.1f} ms, "
+                f"p95 {s['latency_ms_p95']:.1f} ms, dropped {s['dropped']} of {s['captured']} "
+                f"(model p50 {s['model_ms_p50']:.1f} ms)")
+
+    if args.benchmark is not None:
+        r = benchmark(sharpener, args.source, args.benchmark, size=size, view=args.view, fps=args.fps, sink=sink)
+        p = r["paced"]
+        print(f"live benchmark: {args.source} {p['width']}x{p['height']} -> {sharpener.name} ({sharpener.backend_name}, "
+              f"{sharpener.threads} threads) -> {args.view} {p['out_width']}x{p['out_height']} -> {kind}")
+        print(f"real time (source paced at {p['source_fps']:g} fps): {line(p)}")
+        if r["unpaced"]:
+            print(f"max throughput (unpaced):             {line(r['unpaced'])}")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"source": str(args.source), "model": sharpener.name, "backend": sharpener.backend_name,
+                           "threads": sharpener.threads, "view": args.view, "sink": kind, **r}, f, indent=2)
+            print(f"wrote {args.json}")
+        return 0
+
+    tty = sys.stderr.isatty()
+
+    def status(stats, fps) -> None:
+        text = format_status(stats, fps)
+        print(f"\r{text}  ", end="", file=sys.stderr, flush=True) if tty else print(text, file=sys.stderr, flush=True)
+
+    log.info("live: %s at %.3g fps -> %s (%s) -> %s; Ctrl-C to stop", source.label, source.fps, sharpener.name,
+             sharpener.backend_name, sink.label if kind != "virtualcam" else "virtual camera")
+    stats = run_live(sharpener, source, sink, view=args.view, overlay=args.overlay, on_status=status,
+                     status_every=0.5 if tty else 5.0)
+    if tty:
+        print(file=sys.stderr)
+    s = stats.summary()
+    print(f"{s['width']}x{s['height']} -> {sink.label}: {line(s)} in {s['seconds']:.1f} s")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------- parser
 def _add_training_args(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--data", required=True, help="folder of sharp images, or of blur/ + sharp/ pairs")
@@ -153,6 +257,8 @@ def _add_training_args(p: argparse.ArgumentParser, default_out: str) -> None:
                         "teacher's outputs on them")
     p.add_argument("--cache-dir", help="where distill keeps the teacher's outputs (default RUN/cache)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in a run folder that holds a run: its checkpoints, logs and weights are deleted")
     p.add_argument("--init-weights", metavar="WEIGHTS",
                    help="start from these weights (a .safetensors file or shipped name) with a fresh optimizer "
                         "and schedule: fine-tuning, or an annealing phase after a finished run")
@@ -216,13 +322,17 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--pairs", help="folder of blur/ + sharp/ pairs")
     p.add_argument("--split", default="val")
     p.add_argument("--preset", default="seed")
-    p.add_argument("--count", type=int, default=1600)
+    p.add_argument("--count", type=int, help="pairs (default 1600; with --suite, 800 per family and data set)")
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--models", default="teacher,student,student_nokd",
-                   help="comma list of NAME or NAME=PATH (default: shipped teacher,student,student_nokd)")
-    p.add_argument("--compare", help="paired differences to report, A:B,C:D (names from --models; "
-                                     "default: the project's KD ablation pairs that are present)")
+    p.add_argument("--suite", action="store_true",
+                   help="the benchmark suite: every family (--families) on the validation split of --data's faces/ "
+                        "and of all of --data; suite.md, suite.json, a grid per family")
+    p.add_argument("--families", default="seed,shake-noise,low-bandwidth,call,clean",
+                   help="with --suite: degradation families (presets), comma list")
+    p.add_argument("--models", default="teacher,student",
+                   help="comma list of NAME or NAME=PATH (default: shipped teacher,student)")
+    p.add_argument("--compare", help="paired differences to report, A:B,C:D (names from --models)")
     p.add_argument("--self-ensemble", type=int, default=1, choices=(1, 2, 8),
                    help="run every model as the mean of 2 or 8 flipped/transposed passes (MACs and latency too)")
     p.add_argument("--out", default="reports/eval")
@@ -236,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="torch backend only")
     p.add_argument("--tile", type=int, help="tile size in pixels (default: 512 tiles above 4.2 megapixels; 0: never)")
     p.add_argument("--tile-overlap", type=int, default=32)
+    p.add_argument("--overwrite", action="store_true", help="allow outputs that replace input files")
     _add_self_ensemble(p)
     p.add_argument("--threads", type=int)
     p.set_defaults(func=cmd_sharpen)
@@ -248,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", action="store_true", help="input and output side by side")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="torch backend only")
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--overwrite", action="store_true", help="allow OUT to be the input file (it is replaced)")
     _add_self_ensemble(p)
     p.add_argument("--threads", type=int)
     p.set_defaults(func=cmd_video)
@@ -278,6 +390,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-file-mb", type=float, help="largest upload in MB (default: enough for the pixel limit)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=cmd_serve)
+
+    from .inference.live import DEFAULT_BACKEND, DEFAULT_MODEL, SINKS, VIEWS
+
+    p = sub.add_parser("live", help="webcam (or video file, looped) -> the real-time student -> a virtual camera, "
+                                    "a window or a file, in real time")
+    p.add_argument("--source", default="0", help="camera index (0), device (/dev/video0) or a video file, looped "
+                                                 "(default 0)")
+    p.add_argument("--sink", choices=SINKS, help="virtualcam (default; v4l2loopback / OBS Virtual Camera), window, "
+                                                 "file (with --out) or null (default with --benchmark)")
+    p.add_argument("-o", "--out", help="the video file of --sink file (.mp4, H.264)")
+    p.add_argument("--device", help="virtual camera device, e.g. /dev/video10 (default: the first v4l2loopback one)")
+    p.add_argument("--size", metavar="WxH", help="frame size asked of the camera, or a file scaled to it "
+                                                 "(default: the source's)")
+    p.add_argument("--fps", type=float, help="frame rate asked of the camera, or a file paced at it "
+                                             "(default: the source's)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"shipped name or weights file (default {DEFAULT_MODEL})")
+    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=("torch", "onnx"))
+    p.add_argument("--view", default="output", choices=VIEWS, help="output (default), side-by-side (input | output, "
+                                                                   "twice as wide) or split (half and half)")
+    p.add_argument("--overlay", action="store_true", help="draw frames/s, latency and drops onto the frames")
+    p.add_argument("--benchmark", type=int, metavar="N", help="run N frames (paced, then unpaced for a file) and "
+                                                               "print p50/p95 latency, FPS and drops")
+    p.add_argument("--json", metavar="FILE", help="with --benchmark: write the figures here")
+    p.add_argument("--threads", type=int, help="inference threads (default: one per physical core)")
+    p.set_defaults(func=cmd_live)
     return parser
 
 
@@ -290,12 +427,16 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("PIL", "matplotlib", "httpx", "lightning", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        return args.func(args) or 0
+        with _sigterm_as_interrupt() if args.command in SIGTERM_AS_INTERRUPT else contextlib.nullcontext():
+            return args.func(args) or 0
     except SharpkdError as exc:
         if args.verbose:
             raise
         print(f"sharpkd: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Terminated:
+        print("sharpkd: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("sharpkd: interrupted", file=sys.stderr)
         return 130

@@ -7,8 +7,10 @@ Each degradation is a small class with its parameter ranges. `sample(rng)` draws
 """
 from __future__ import annotations
 
+import fractions
 import math
 
+import av
 import cv2
 import kornia
 import numpy as np
@@ -16,8 +18,8 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["Degradation", "KernelBlur", "GaussianBlur", "MotionBlur", "CameraShakeBlur", "DefocusBlur",
-           "Downscale", "JPEG", "GaussianNoise", "OneOf", "Pipeline", "PRESETS", "build_degradation",
-           "kernel_from_params"]
+           "Downscale", "JPEG", "GaussianNoise", "SensorNoise", "Transmit", "OneOf", "Pipeline", "CallPipeline",
+           "PRESETS", "build_degradation", "kernel_from_params", "h264_roundtrip"]
 
 
 class Degradation:
@@ -205,6 +207,94 @@ class GaussianNoise(Degradation):
         return (x + noise.to(x)).clamp(0, 1)
 
 
+class SensorNoise(Degradation):
+    """Signal-dependent sensor noise (Poisson-Gaussian, Foi et al. 2008): variance `shot * x + read**2` per
+    pixel, so bright pixels are noisier than dark ones; `correlation` of it shared by the three channels (a
+    demosaicked, colour-processed camera's noise is partly luminance noise). Ranges as in Brooks et al. 2019
+    ("Unprocessing images"), scaled to display values: shot 1e-4 to 4e-3 (log-uniform: sigma 0.007 to 0.045
+    at mid-grey, good light to a dim room), read noise 0.002 to 0.015."""
+
+    def __init__(self, shot=(1e-4, 4e-3), read=(0.002, 0.015), correlation=(0.0, 0.7), p=1.0):
+        self.shot, self.read, self.correlation, self.p = shot, read, correlation, p
+
+    def sample_params(self, rng):
+        return {"shot": float(np.exp(rng.uniform(*np.log(self.shot)))), "read": float(rng.uniform(*self.read)),
+                "correlation": float(rng.uniform(*self.correlation)), "seed": int(rng.integers(2**31))}
+
+    def apply(self, x, params):
+        out = []
+        for xi, p in zip(x, params):
+            g = torch.Generator().manual_seed(p["seed"])
+            own, shared = torch.randn(xi.shape, generator=g), torch.randn((1, *xi.shape[1:]), generator=g)
+            n = math.sqrt(1 - p["correlation"]) * own + math.sqrt(p["correlation"]) * shared
+            sigma = (p["shot"] * xi.clamp(0, 1) + p["read"] ** 2).sqrt()
+            out.append(xi + sigma * n.to(xi))
+        return torch.stack(out).clamp(0, 1)
+
+
+def h264_roundtrip(img: np.ndarray, crf: int, frames: int = 1, shift: int = 2) -> np.ndarray:
+    """`img` (H,W,3 uint8, even sides) through libx264 and back, as a real-time sender codes it (ultrafast,
+    zerolatency, 4:2:0). frames=1: an intra frame; frames>1: the last frame of a short group of pictures whose
+    earlier frames are `img` shifted `shift` px per frame, so the frame returned is a motion-predicted P-frame."""
+    h, w = img.shape[:2]
+    enc = av.CodecContext.create("libx264", "w")
+    enc.width, enc.height, enc.pix_fmt = w, h, "yuv420p"
+    enc.time_base, enc.gop_size = fractions.Fraction(1, 30), frames
+    enc.options = {"crf": str(crf), "preset": "ultrafast", "tune": "zerolatency", "threads": "1"}  # deterministic
+    packets = []
+    for i in range(frames):
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.roll(img, (frames - 1 - i) * shift, axis=1)),
+                                           format="rgb24")
+        frame.pts = i
+        packets += enc.encode(frame)
+    packets += enc.encode(None)
+    dec = av.CodecContext.create("h264", "r")
+    decoded = [f for pkt in packets for f in dec.decode(pkt)] + list(dec.decode(None))
+    return decoded[-1].to_ndarray(format="rgb24")
+
+
+def _jpeg_roundtrip(img: np.ndarray, quality: int) -> np.ndarray:
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(img[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
+
+
+class Transmit(Degradation):
+    """A call's transmission, in the order it happens: the sender scales the frame down by `factor`
+    (anti-aliased; 1 = sent at full size), codes it at that size (JPEG, or an H.264 intra frame or P-frame),
+    and the receiver scales the decoded frame back up (bilinear or bicubic). Codec blocks are made at the
+    sender's size and enlarged with it, as on a real call."""
+
+    def __init__(self, factor=(1.0, 4.0), jpeg=(20, 80), crf=(23, 40), h264=0.5, gop=0.5, p=1.0):
+        self.factor, self.jpeg, self.crf, self.h264, self.gop, self.p = factor, jpeg, crf, h264, gop, p
+
+    def sample_params(self, rng):
+        params = {"factor": float(rng.uniform(*self.factor)),
+                  "upscale": "bicubic" if rng.random() < 0.5 else "bilinear"}
+        if rng.random() < self.h264:
+            params.update(codec="h264", crf=int(rng.integers(self.crf[0], self.crf[1] + 1)),
+                          frames=3 if rng.random() < self.gop else 1)
+        else:
+            params.update(codec="jpeg", quality=int(rng.integers(self.jpeg[0], self.jpeg[1] + 1)))
+        return params
+
+    @staticmethod
+    def one(img: np.ndarray, p: dict) -> np.ndarray:
+        """One H,W,3 uint8 frame through the whole path; same size out."""
+        h, w = img.shape[:2]
+        sw, sh = max(2, round(w / p["factor"])), max(2, round(h / p["factor"]))
+        if p["codec"] == "h264":
+            sw, sh = sw + sw % 2, sh + sh % 2  # 4:2:0 needs even sides
+        small = cv2.resize(img, (sw, sh), interpolation=cv2.INTER_AREA) if (sw, sh) != (w, h) else img
+        small = h264_roundtrip(small, p["crf"], p["frames"]) if p["codec"] == "h264" else _jpeg_roundtrip(small, p["quality"])
+        up = cv2.INTER_CUBIC if p["upscale"] == "bicubic" else cv2.INTER_LINEAR
+        return cv2.resize(small, (w, h), interpolation=up) if (sw, sh) != (w, h) else small
+
+    def apply(self, x, params):
+        arr = (x.detach().float().clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        out = np.stack([self.one(a, p) for a, p in zip(arr, params)])
+        return torch.from_numpy(out).permute(0, 3, 1, 2).to(x) / 255.0
+
+
 class OneOf(Degradation):
     """Exactly one of `choices` per sample, chosen uniformly (or by `weights`)."""
 
@@ -255,6 +345,38 @@ class Pipeline:
         return self.apply(x, ops), ops
 
 
+class CallPipeline(Pipeline):
+    """A camera-to-call model: with probability `clean`, a good frame (`clean_steps`: mild compression alone),
+    otherwise every step in order. Teaches a model to leave a good frame alone."""
+
+    def __init__(self, *steps: Degradation, clean: float = 0.2, clean_steps: tuple = (), name: str = "call"):
+        super().__init__(*steps, *clean_steps, name=name)
+        self.steps, self.clean, self.clean_steps = steps, clean, clean_steps
+
+    def sample(self, rng):
+        steps = self.clean_steps if rng.random() < self.clean else self.steps
+        return [op for op in (s.sample(rng) for s in steps) if op is not None]
+
+
+def _mild_jpeg() -> JPEG:
+    """A good frame: a webcam's own JPEG/MJPEG at high quality (never the exact original, whose PSNR would be
+    infinite)."""
+    return JPEG(quality=(85, 95))
+
+
+def _call_blur(p: float = 0.65) -> OneOf:
+    """Optics and motion of a webcam, mild to strong: the seed's Gaussian and linear motion, hand-held shake,
+    and a missed focus (the disk of a webcam's fixed-focus lens at arm's length)."""
+    return OneOf(GaussianBlur(sigma=(0.3, 2.5)), MotionBlur(length=(2.0, 12.0)),
+                 CameraShakeBlur(max_length=(4.0, 16.0)), DefocusBlur(radius=(0.8, 3.5)), p=p)
+
+
+def _call() -> Pipeline:
+    """Optics/motion (65% of degraded frames) -> sensor noise (70%) -> the sender's downscale 1-4x, codec at
+    that size, the receiver's upscale (90%); 25% of frames are good ones (JPEG 85-95 alone)."""
+    return CallPipeline(_call_blur(), SensorNoise(p=0.7), Transmit(p=0.9), clean=0.25, clean_steps=(_mild_jpeg(),))
+
+
 def _seed() -> Pipeline:
     return Pipeline(OneOf(GaussianBlur(), MotionBlur()), name="seed")
 
@@ -264,7 +386,12 @@ def _videocall() -> Pipeline:
                     Downscale(p=0.7), JPEG(p=0.8), GaussianNoise(p=0.7), name="videocall")
 
 
-PRESETS = {"seed": _seed, "videocall": _videocall,
+PRESETS = {"seed": _seed, "videocall": _videocall, "call": _call,
+           # benchmark families: each isolates one real condition
+           "shake-noise": lambda: Pipeline(CameraShakeBlur(max_length=(4.0, 16.0)), SensorNoise(), name="shake-noise"),
+           "low-bandwidth": lambda: Pipeline(Transmit(factor=(2.0, 3.0), jpeg=(20, 45), crf=(32, 40)),
+                                             name="low-bandwidth"),
+           "clean": lambda: Pipeline(_mild_jpeg(), name="clean"),
            "gaussian": lambda: Pipeline(GaussianBlur(), name="gaussian"),
            "motion": lambda: Pipeline(MotionBlur(), name="motion"),
            "camera-shake": lambda: Pipeline(CameraShakeBlur(), name="camera-shake"),

@@ -6,6 +6,7 @@ import json
 import logging
 import statistics
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,48 +21,23 @@ from ..models import SelfEnsemble, count_macs, count_parameters, load_weights
 from .baselines import richardson_lucy, true_kernels, unsharp_mask
 
 log = logging.getLogger("sharpkd")
-LABELS = {"teacher": "Teacher U-Net", "student": "Student (KD)", "student_nokd": "Student (no KD)",
-          "student_fast": "Fast student (KD)", "student_gtmse": "Student (no KD, GT MSE weight 1.0)",
-          "student_videocall": "Student (no KD, trained on videocall)",
-          "student_at": "Student (KD + attention transfer)",
-          "student_kdstrong": "Student (KD, teacher weight 14 after epoch 16)",
-          "student_nokdstrong": "Student (no KD, GT MSE weight 14.3 after epoch 16)",
-          "student_anneal": "Student (KD + 5 cosine epochs)",
-          "student_nokd_anneal": "Student (no KD + 5 cosine epochs)",
-          "student_kdstrong_anneal": "Student (strong KD + 5 cosine epochs)",
-          "student_nokdstrong_anneal": "Student (no KD, GT MSE weight 14.3, + 5 cosine epochs)",
-          "student_e16": "Student (KD, 16 epochs)", "student_e16_anneal": "Student (KD, 16 + 5 cosine epochs)",
-          "student_gated": "Gated student (KD, 16 epochs)",
-          "student_gated_anneal": "Gated student (KD, 16 + 5 cosine epochs)",
-          "student_lk": "Large-kernel student (KD, 16 epochs)",
-          "student_lk_anneal": "Large-kernel student (KD, 16 + 5 cosine epochs)",
-          "student_lk_nokd": "Large-kernel student (no KD, 16 epochs)",
-          "student_lk_nokd_anneal": "Large-kernel student (no KD, 16 + 5 cosine epochs)",
-          "student_lk26": "Large-kernel student (KD, 26 epochs)",
-          "student_lk26_anneal": "Large-kernel student (KD, 26 + 5 cosine epochs)",
-          "student_lk_nokd26": "Large-kernel student (no KD, 26 epochs)",
-          "student_lk_nokd26_anneal": "Large-kernel student (no KD, 26 + 5 cosine epochs)",
-          "student_lk36": "Large-kernel student (KD, 36 epochs)",
-          "student_lk36_anneal": "Large-kernel student (KD, 36 + 5 cosine epochs)",
-          "student_lk_nokd36": "Large-kernel student (no KD, 36 epochs)",
-          "student_lk_nokd36_anneal": "Large-kernel student (no KD, 36 + 5 cosine epochs)",
-          "student_lk46": "Large-kernel student (KD, 46 epochs)",
-          "student_lk46_anneal": "Large-kernel student (KD, 46 + 5 cosine epochs)",
-          "student_lk36_faces_anneal": "Large-kernel student (KD, 36 + 5 cosine epochs on faces only)",
-          "student_lk46_faces_anneal": "Large-kernel student (KD, 46 + 5 cosine epochs on faces only)",
-          "student_lk46_faces_anneal10": "Large-kernel student (KD, 46 + 10 cosine epochs on faces only)",
-          "student_lk_nokd36_faces_anneal": "Large-kernel student (no KD, 36 + 5 cosine epochs on faces only)",
-          "student_lk46_faces_reanneal": "Large-kernel student (KD, 46 + 10 + 10 cosine epochs on faces only)",
-          "student_lk46_faces_reanneal_tta8": "Large-kernel student (KD, 46 + 10 + 10 cosine epochs on faces only, "
-                                              "the last 10 from the x8 self-ensembled teacher)"}
-COMPARISONS = (("student", "student_nokd"), ("student_kdstrong", "student"),  # paired over the same pairs
-               ("student_kdstrong", "student_nokdstrong"), ("student_anneal", "student_nokd_anneal"),
-               ("student_kdstrong_anneal", "student_nokd_anneal"),
-               ("student_kdstrong_anneal", "student_nokdstrong_anneal"),
-               ("student_gated", "student_e16"), ("student_lk", "student_e16"),  # same epochs, same KD recipe
-               ("student_gated_anneal", "student_e16_anneal"), ("student_lk_anneal", "student_e16_anneal"),
-               ("student_lk_anneal", "student_kdstrong_anneal"))  # the default of --compare
-GRID = [LABELS[k] for k in ("teacher", "student", "student_nokd", "student_fast")]
+GRID_METHODS = 4  # models shown in grid.png beside the input and the ground truth
+
+
+@dataclass
+class EvalOptions:
+    """What `evaluate` scores: pairs made from `data` (sharp images) or read from `pairs` (blur/ + sharp/)."""
+
+    models: list[tuple[str, str]]            # (name, shipped name or .safetensors path); `name@k`: seed k of name
+    data: str | None = None
+    pairs: str | None = None
+    split: str = "val"
+    preset: str = "seed"
+    count: int = 1600
+    size: int = 128
+    seed: int = 0
+    compare: list[tuple[str, str]] = field(default_factory=list)  # paired differences A - B (names from models)
+    self_ensemble: int = 1
 
 
 @torch.inference_mode()
@@ -79,11 +55,11 @@ def cpu_latency_ms(model: torch.nn.Module, size=(128, 128), runs: int = 30, warm
     return statistics.median(times)
 
 
-def _pairs(args):
+def _pairs(opts: EvalOptions):
     """(blurry, sharp, ops per sample or None, description) for the chosen split."""
-    if args.pairs:
-        root = Path(args.pairs)
-        files = paired_files(root, args.split)
+    if opts.pairs:
+        root = Path(opts.pairs)
+        files = paired_files(root, opts.split)
         ds = PairedFolder(files)
         manifest_file = root / "manifest.json"
         ops = None
@@ -99,12 +75,12 @@ def _pairs(args):
 
         blurry = torch.stack([to_tensor(b) for b, _ in ds.pairs])
         sharp = torch.stack([to_tensor(s) for _, s in ds.pairs])
-        return blurry, sharp, ops, f"{len(ds.pairs)} pairs from {root}/{args.split}"
-    images = load_split_images(args.data, args.split, seed=args.seed)
-    ds = FixedPairs(images, build_degradation(args.preset), count=args.count, size=args.size, seed=args.seed)
+        return blurry, sharp, ops, f"{len(ds.pairs)} pairs from {root}/{opts.split}"
+    images = load_split_images(opts.data, opts.split, seed=opts.seed)
+    ds = FixedPairs(images, build_degradation(opts.preset), count=opts.count, size=opts.size, seed=opts.seed)
     return ds.blurry, ds.sharp, [r.ops for r in ds.records], (
-        f"{args.count} fixed {args.size}x{args.size} pairs (preset {args.preset}, seed {args.seed}) from the "
-        f"{len(images)} {args.split}-split images of {args.data}")
+        f"{opts.count} fixed {opts.size}x{opts.size} pairs (preset {opts.preset}, seed {opts.seed}) from the "
+        f"{len(images)} {opts.split}-split images of {opts.data}")
 
 
 def _batched(fn, *xs, batch: int = 64) -> torch.Tensor:
@@ -112,7 +88,7 @@ def _batched(fn, *xs, batch: int = 64) -> torch.Tensor:
     return torch.cat([fn(*(x[i:i + batch] for x in xs)) for i in range(0, len(xs[0]), batch)])
 
 
-def _parse_models(spec: str) -> list[tuple[str, str]]:
+def parse_models(spec: str) -> list[tuple[str, str]]:
     """"teacher,student,student@1=runs/s1/model.safetensors" -> [(name, weights)]; `name@k` is another
     training seed of `name`, grouped with it in the seeds table."""
     out = []
@@ -122,19 +98,14 @@ def _parse_models(spec: str) -> list[tuple[str, str]]:
     return out
 
 
-def _parse_compare(spec: str | None) -> tuple[tuple[str, str], ...]:
-    """"a:b,c@1:d" -> (("a", "b"), ("c@1", "d")): model names as given to --models; None -> COMPARISONS."""
+def parse_compare(spec: str | None) -> list[tuple[str, str]]:
+    """"a:b,c@1:d" -> [("a", "b"), ("c@1", "d")]: model names as given to --models."""
     if not spec:
-        return COMPARISONS
+        return []
     pairs = [item.strip().split(":") for item in spec.split(",") if item.strip()]
     if any(len(p) != 2 or not all(p) for p in pairs):
         raise SharpkdError(f"--compare wants A:B pairs separated by commas, got {spec!r}")
-    return tuple((a.strip(), b.strip()) for a, b in pairs)
-
-
-def _label(name: str) -> str:
-    base, _, run = name.partition("@")
-    return LABELS.get(base, base) + (f" @{run}" if run else "")
+    return [(a.strip(), b.strip()) for a, b in pairs]
 
 
 def seed_groups(rows: list[dict], names: dict[str, str]) -> dict[str, list[dict]]:
@@ -151,7 +122,7 @@ def seed_summary(groups: dict[str, list[dict]]) -> list[dict]:
     out = []
     for base, runs in groups.items():
         if len(runs) > 1:
-            entry = {"model": LABELS.get(base, base), "runs": len(runs)}
+            entry = {"model": base, "runs": len(runs)}
             for m in ("ssim", "psnr"):
                 v = [r[m] for r in runs]
                 entry[m] = {"mean": statistics.mean(v), "sd": statistics.stdev(v), "min": min(v), "max": max(v)}
@@ -174,10 +145,10 @@ def seed_difference(groups: dict[str, list[dict]], a: str, b: str) -> dict | Non
     return out
 
 
-def evaluate(args) -> dict:
-    compare = _parse_compare(getattr(args, "compare", None))
-    blurry, sharp, ops, description = _pairs(args)
-    passes = getattr(args, "self_ensemble", 1)
+def evaluate(opts: EvalOptions) -> dict:
+    compare = opts.compare
+    blurry, sharp, ops, description = _pairs(opts)
+    passes = opts.self_ensemble
     if passes > 1:
         description += f"; every model run as the mean of {passes} flipped/transposed passes (self-ensemble)"
     kernels = true_kernels(ops) if ops else None
@@ -186,17 +157,13 @@ def evaluate(args) -> dict:
         methods["Richardson-Lucy (true kernel, oracle)"] = (
             None, lambda x: _batched(richardson_lucy, x, kernels))
     names = {}
-    for name, source in _parse_models(args.models):
-        try:
-            model, meta = load_weights(source)
-        except SharpkdError as exc:
-            log.warning("skipping %s: %s", name, exc)
-            continue
+    for name, source in opts.models:  # every model loads before any work: a missing one is a one-line error
+        model, meta = load_weights(source)
         model = model.float().eval()
         if passes > 1:
             model = SelfEnsemble(model, passes)
-        names[_label(name)] = name
-        methods[_label(name)] = (model, lambda x, m=model: _batched(
+        names[name] = name
+        methods[name] = (model, lambda x, m=model: _batched(
             lambda b: m(b.contiguous(memory_format=torch.channels_last)).float().clamp(0, 1), x))
     rows, outputs, per_image_all = [], {}, {}
     for label, (model, fn) in methods.items():
@@ -214,16 +181,16 @@ def evaluate(args) -> dict:
                        macs_720p=count_macs(model, 720, 1280), latency_ms_128=cpu_latency_ms(model))
         rows.append(row)
         log.info("%-40s SSIM %.4f  PSNR %.2f dB  MAE %.4f", label, row["ssim"], row["psnr"], row["mae"])
-    present = [(a, b) for a, b in compare if _label(a) in per_image_all and _label(b) in per_image_all]
-    if getattr(args, "compare", None) and len(present) < len(compare):
+    present = [(a, b) for a, b in compare if a in per_image_all and b in per_image_all]
+    if len(present) < len(compare):
         log.warning("--compare: skipping pairs whose models were not evaluated: %s",
                     ", ".join(f"{a}:{b}" for a, b in compare if (a, b) not in present))
-    comparisons = [paired_difference(per_image_all, _label(a), _label(b)) for a, b in present]
+    comparisons = [paired_difference(per_image_all, a, b) for a, b in present]
     groups = seed_groups(rows, names)
     for c, (a, b) in zip(comparisons, present):
         if "@" not in a + b and (seeds := seed_difference(groups, a, b)):
             c["seeds"] = seeds
-    return {"pairs": description, "split": args.split, "threads": torch.get_num_threads(), "rows": rows,
+    return {"pairs": description, "split": opts.split, "threads": torch.get_num_threads(), "rows": rows,
             "comparisons": comparisons, "seeds": seed_summary(groups),
             "by_degradation": by_degradation(ops, per_image_all) if ops else [],
             "_outputs": outputs, "_blurry": blurry, "_sharp": sharp}
@@ -318,8 +285,9 @@ def save_grid(result: dict, path: Path, samples: int = 6) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cols = [("Blurry", result["_blurry"])] + [(k, v) for k, v in result["_outputs"].items()
-                                              if k in GRID] + [("Ground truth", result["_sharp"])]
+    models = [(k, v) for k, v in result["_outputs"].items() if k in {r["method"] for r in result["rows"]
+                                                                       if "parameters" in r}][:GRID_METHODS]
+    cols = [("Blurry", result["_blurry"])] + models + [("Ground truth", result["_sharp"])]
     n = min(samples, len(result["_sharp"]))
     idx = np.linspace(0, len(result["_sharp"]) - 1, n).round().astype(int)
     fig, axes = plt.subplots(n, len(cols), figsize=(2.2 * len(cols), 2.2 * n), squeeze=False)
@@ -337,13 +305,10 @@ def save_grid(result: dict, path: Path, samples: int = 6) -> None:
     plt.close(fig)
 
 
-def run_evaluation(args) -> int:
-    result = evaluate(args)
-    out = Path(args.out)
+def write_report(result: dict, out: Path) -> list[Path]:
+    """report.md, report.json and grid.png under `out`."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text(report_markdown(result))
     (out / "report.json").write_text(json.dumps({k: v for k, v in result.items() if not k.startswith("_")}, indent=2))
     save_grid(result, out / "grid.png")
-    print(report_markdown(result))
-    print(f"wrote {out / 'report.md'}, {out / 'report.json'}, {out / 'grid.png'}")
-    return 0
+    return [out / "report.md", out / "report.json", out / "grid.png"]
