@@ -31,5 +31,20 @@ def load_recipe(name: str, path: str | None = None, overrides: dict | None = Non
     for key, value in (overrides or {}).items():
         if value is not None:
             recipe[key] = value
+    recipe["precision"] = resolve_precision(recipe.get("precision", "auto"))
     recipe["recipe"] = str(file)
     return recipe
+
+
+def resolve_precision(precision: str) -> str:
+    """`auto`: bf16 autocast where the hardware computes bf16 natively (a GPU, or a CPU with AVX512-BF16 or AMX),
+    else fp32. On a CPU without it bf16 is emulated: a teacher step took 4-6x longer in bf16 than in fp32 on an
+    AMD EPYC (Zen 3, AVX2), while bf16 + channels_last trained 2.6x faster than fp32 on a CPU with AMX."""
+    if precision != "auto":
+        return precision
+    import torch
+
+    from ..sysinfo import hardware
+
+    native = torch.cuda.is_available() or {"avx512_bf16", "amx_bf16"} & set(hardware()["simd"])
+    return "bf16-mixed" if native else "32-true"
