@@ -174,7 +174,8 @@ def cmd_serve(args) -> int:
     from .app import serve
 
     serve(host=args.host, port=args.port, teacher=args.teacher, student=args.student,
-          max_megapixels=args.max_megapixels, max_file_mb=args.max_file_mb, threads=args.threads)
+          max_megapixels=args.max_megapixels, max_file_mb=args.max_file_mb, threads=args.threads,
+          webcam_model=args.webcam_model)
     return 0
 
 
@@ -185,15 +186,23 @@ def cmd_live(args) -> int:
     from .inference.live import (benchmark, check_sink, format_status, open_sink, open_source, parse_size,
                                  round_size_for, run_live)
 
+    from pathlib import Path
+
     size = parse_size(args.size)
-    kind = args.sink or ("null" if args.benchmark else "virtualcam")
-    if args.out and str(args.out) == str(args.source):
+    benchmarking = args.benchmark is not None
+    if benchmarking and args.benchmark < 1:
+        raise SharpkdError(f"--benchmark needs a number of frames >= 1, not {args.benchmark}")
+    if args.json and not benchmarking:
+        raise SharpkdError("--json goes with --benchmark N")
+    kind = args.sink or ("null" if benchmarking else "virtualcam")
+    if args.out and Path(args.out).resolve() == Path(str(args.source)).resolve():
         raise SharpkdError(f"--out {args.out} is the source: choose another file")
     check_sink(kind, args.device)
     sink = open_sink(kind, args.out, args.device)
     size = round_size_for(size, sink)
-    if args.benchmark is None:
-        source = open_source(args.source, size, args.fps)  # a missing or busy camera fails before the model loads
+    source = open_source(args.source, size, args.fps)  # a missing or busy camera fails before the model loads
+    if benchmarking:
+        source.close()  # the benchmark opens it for each of its runs
     sharpener = load(args.model, backend=args.backend, threads=args.threads)
 
     def line(s) -> str:
@@ -201,26 +210,33 @@ def cmd_live(args) -> int:
                 f"p95 {s['latency_ms_p95']:.1f} ms, dropped {s['dropped']} of {s['captured']} "
                 f"(model p50 {s['model_ms_p50']:.1f} ms)")
 
-    if args.benchmark is not None:
+    if benchmarking:
         r = benchmark(sharpener, args.source, args.benchmark, size=size, view=args.view, fps=args.fps, sink=sink)
         p = r["paced"]
-        print(f"live benchmark: {args.source} {p['width']}x{p['height']} -> {sharpener.name} ({sharpener.backend_name}, "
-              f"{sharpener.threads} threads) -> {args.view} {p['out_width']}x{p['out_height']} -> {kind}")
-        print(f"real time (source paced at {p['source_fps']:g} fps): {line(p)}")
+        print(f"live benchmark: {args.source} {p['width']}x{p['height']} -> {sharpener.name} "
+              f"({sharpener.backend_name}, {sharpener.threads} threads) -> {args.view} "
+              f"{p['out_width']}x{p['out_height']} -> {kind}")
+        label = f"real time (source paced at {p['source_fps']:g} fps):"
+        print(f"{label} {line(p)}")
         if r["unpaced"]:
-            print(f"max throughput (unpaced):             {line(r['unpaced'])}")
+            print(f"{'max throughput (unpaced):':<{len(label)}} {line(r['unpaced'])}")
         if args.json:
-            with open(args.json, "w") as f:
-                json.dump({"source": str(args.source), "model": sharpener.name, "backend": sharpener.backend_name,
-                           "threads": sharpener.threads, "view": args.view, "sink": kind, **r}, f, indent=2)
+            out = Path(args.json)
+            tmp = out.with_name(f".{out.name}.tmp")
+            tmp.write_text(json.dumps({"source": str(args.source), "model": sharpener.name, "backend":
+                                       sharpener.backend_name, "threads": sharpener.threads, "view": args.view,
+                                       "sink": kind, **r}, indent=2) + "\n")
+            tmp.replace(out)
             print(f"wrote {args.json}")
         return 0
 
     tty = sys.stderr.isatty()
 
     def status(stats, fps) -> None:
-        text = format_status(stats, fps)
-        print(f"\r{text}  ", end="", file=sys.stderr, flush=True) if tty else print(text, file=sys.stderr, flush=True)
+        if tty:
+            print(f"\r{format_status(stats, fps)}  ", end="", file=sys.stderr, flush=True)
+        else:
+            print(format_status(stats, fps), file=sys.stderr, flush=True)
 
     log.info("live: %s at %.3g fps -> %s (%s) -> %s; Ctrl-C to stop", source.label, source.fps, sharpener.name,
              sharpener.backend_name, sink.label if kind != "virtualcam" else "virtual camera")
@@ -389,6 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-megapixels", type=float, default=25.0, help="largest image accepted (default 25; 0: none)")
     p.add_argument("--max-file-mb", type=float, help="largest upload in MB (default: enough for the pixel limit)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--webcam-model", help="the Webcam tab's model, run on onnxruntime (default: the shipped "
+                                          "real-time student, as `sharpkd live`)")
     p.set_defaults(func=cmd_serve)
 
     from .inference.live import DEFAULT_BACKEND, DEFAULT_MODEL, SINKS, VIEWS

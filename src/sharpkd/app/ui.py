@@ -23,10 +23,15 @@ WEBCAM_CONCURRENCY = 4  # webcam sessions served at once (the student is small)
 QUEUE_SIZE = 64
 WEBCAM_SECONDS = 600  # a webcam stream stops after this long; press record again to go on
 WEBCAM_SIZE = (640, 480)  # asked of the camera: a video call's frame, and real time on a laptop CPU
+# The browser sends the newest camera frame this often, whether or not the last result is back (Gradio's
+# client does not wait); the server takes the newest frame when it is free. At the camera's rate: a longer
+# interval caps the frame rate (0.1 s capped it at 10), a shorter one only spends the browser's CPU.
+WEBCAM_STREAM_EVERY = 1 / 30
+WEBCAM_JPEG_QUALITY = 85
 FPS_WINDOW_S = 2.0
 
 # The before/after slider stretches its images to the container's width and crops them; show them whole.
-CSS = "#slider img { object-fit: contain !important; }"
+CSS = "#slider img { object-fit: contain !important; } #live img { width: 100%; height: auto; display: block; }"
 
 INTRO = """# sharpkd: deblurring video-call frames
 A 469K-parameter **teacher** U-Net and the ~20K-parameter **student** distilled from it, side by side.
@@ -80,10 +85,48 @@ def _models_markdown(info: list[dict]) -> str:
     return "\n".join(rows)
 
 
-def build_app(service: AppService, examples_dir: str | os.PathLike | None = None) -> gr.Blocks:
+def webcam_sharpener(model: str | os.PathLike | None = None, threads: int | None = None):
+    """The Webcam tab's model: the shipped real-time student on the fastest backend, as `sharpkd live` runs it."""
+    from ..inference import load
+    from ..inference.live import DEFAULT_BACKEND, DEFAULT_MODEL
+
+    return load(model or DEFAULT_MODEL, backend=DEFAULT_BACKEND, threads=threads)
+
+
+def encode_webcam_frame(rgb: np.ndarray) -> bytes:
+    """A sharpened frame as JPEG bytes (what the Webcam tab sends back, inline)."""
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, WEBCAM_JPEG_QUALITY])
+    if not ok:
+        raise SharpkdError("could not encode the frame as JPEG")
+    return buf.tobytes()
+
+
+def webcam_html(rgb: np.ndarray) -> str:
+    """The frame as an <img> with a JPEG data URL: it travels in the event's own message. (A gr.Image output is
+    written to a file in Gradio's cache and fetched by the browser in a second request, one file per frame.)"""
+    import base64
+
+    data = base64.b64encode(encode_webcam_frame(rgb)).decode("ascii")
+    h, w = rgb.shape[:2]
+    return f'<img src="data:image/jpeg;base64,{data}" width="{w}" height="{h}" alt="sharpened frame">'
+
+
+def build_app(service: AppService, examples_dir: str | os.PathLike | None = None, webcam=None,
+              threads: int | None = None) -> gr.Blocks:
     """The gr.Blocks of the app (not launched). API endpoints: /compare, /sharpen, /models (and /webcam, the
-    streaming event of the Webcam tab, which gradio_client cannot call: scripts send frames to /sharpen)."""
+    streaming event of the Webcam tab, which gradio_client cannot call: scripts send frames to /sharpen).
+    `webcam`: the Webcam tab's sharpener (default: `webcam_sharpener()`, the real-time student on `threads`
+    threads, or the app's student if that cannot load)."""
     examples = example_images(examples_dir)
+    if webcam is None:
+        try:
+            webcam = webcam_sharpener(threads=threads)
+        except SharpkdError as exc:
+            log.warning("the Webcam tab runs the app's student: the real-time student did not load (%s)", exc)
+            webcam = service.models["student"].sharpener
 
     def compare(file, simulate_blur, blur_kind, strength, slider_role):
         try:
@@ -123,12 +166,15 @@ def build_app(service: AppService, examples_dir: str | os.PathLike | None = None
         if frame is None:
             return gr.skip(), gr.skip(), times
         frame = service.fit_frame(np.ascontiguousarray(frame[..., :3]), max(WEBCAM_SIZE))
-        out, ms = service.sharpen(frame, "student")
+        t0 = time.perf_counter()
+        out = webcam.sharpen(frame)
+        ms = (time.perf_counter() - t0) * 1000
         now = time.perf_counter()
         times = [t for t in (times or []) if now - t <= FPS_WINDOW_S] + [now]
         fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
         h, w = frame.shape[:2]
-        return out, f"{fps:.1f} frames/s | student {ms:.0f} ms per {w}x{h} frame", times
+        line = f"{fps:.1f} frames/s | student {ms:.0f} ms per {w}x{h} frame ({webcam.name}, {webcam.backend_name})"
+        return webcam_html(out), line, times
 
     def models():
         return service.model_info()
@@ -185,10 +231,12 @@ def build_app(service: AppService, examples_dir: str | os.PathLike | None = None
                 cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Camera", elem_id="cam",
                                webcam_options=gr.WebcamOptions(mirror=True, constraints={"video": {
                                    "width": {"ideal": WEBCAM_SIZE[0]}, "height": {"ideal": WEBCAM_SIZE[1]}}}))
-                live = gr.Image(label="Student, live", format="jpeg", interactive=False, elem_id="live")
+                live = gr.HTML(label=f"Student ({webcam.name}), live", show_label=True, container=True,
+                               js_on_load=None, elem_id="live")
             fps = gr.Textbox(label="Frames per second", interactive=False, elem_id="fps")
             times = gr.State([])
-            cam.stream(webcam_frame, [cam, times], [live, fps, times], stream_every=0.1, time_limit=WEBCAM_SECONDS,
+            cam.stream(webcam_frame, [cam, times], [live, fps, times], stream_every=WEBCAM_STREAM_EVERY,
+                       time_limit=WEBCAM_SECONDS,
                        concurrency_limit=WEBCAM_CONCURRENCY, concurrency_id="webcam", api_name="webcam",
                        api_visibility="undocumented", show_progress="hidden")  # clients: /sharpen, student
 
@@ -223,11 +271,13 @@ def build_app(service: AppService, examples_dir: str | os.PathLike | None = None
 
 
 def serve(host: str = "127.0.0.1", port: int = 7860, teacher: str | None = None, student: str | None = None,
-          max_megapixels: float = 25.0, max_file_mb: float | None = None, threads: int | None = None) -> None:
+          max_megapixels: float = 25.0, max_file_mb: float | None = None, threads: int | None = None,
+          webcam_model: str | None = None) -> None:
     """Load the models once and serve until interrupted."""
     max_pixels = int(max_megapixels * 1e6) if max_megapixels and max_megapixels > 0 else None
     service = AppService(teacher, student, max_pixels=max_pixels, threads=threads)
-    demo = build_app(service)
+    webcam = webcam_sharpener(webcam_model, threads=threads) if webcam_model else None  # a named one must load
+    demo = build_app(service, webcam=webcam, threads=threads)
     if max_file_mb is None:  # room for an uncompressed 16-bit image at the pixel limit
         max_file_mb = max(50.0, 6 * (max_pixels or 25e6) / 1e6 * 1.1)
     log.info("serving on http://%s:%d (teacher: %s; student: %s; limit %s)", host, port,
