@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import BadImageError
+from ..fileio import atomic_path
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 DEFAULT_MAX_PIXELS = 25_000_000
@@ -26,6 +27,26 @@ class DecodedImage:
     alpha: np.ndarray | None = None  # uint8 HxW, when the input had an alpha channel
     grayscale: bool = False  # the input had a single luminance channel
     high_bit_depth: bool = False  # the input had more than 8 bits per channel (output is 8-bit)
+
+
+def to_float(x):
+    """uint8 pixel values -> float32 in [0, 1] (x / 255), same shape; a numpy array or a torch tensor. The one
+    conversion from 8-bit images to model inputs (training pairs, inference, export checks)."""
+    if isinstance(x, np.ndarray):
+        return x.astype(np.float32) / np.float32(255)
+    return x.float().div_(255)
+
+
+def to_uint8(x):
+    """Float values in [0, 1] -> uint8, clipped and rounded to the nearest step (ties to even), same shape; a numpy
+    array or a torch tensor. The one conversion from model outputs to 8-bit images."""
+    if isinstance(x, np.ndarray):
+        y = np.multiply(x, np.float32(255), dtype=np.float32)
+        np.clip(y, 0, 255, out=y)
+        return np.rint(y, out=y).astype(np.uint8)
+    import torch
+
+    return x.clamp(0, 1).mul(255).round_().to(torch.uint8)
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
@@ -143,7 +164,6 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, alpha: np.ndarray | No
                 grayscale: bool = False) -> None:
     """Write atomically (temporary file in the same folder, then rename): no half-written file on Ctrl-C."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if grayscale:
         arr = np.asarray(Image.fromarray(rgb).convert("L"))
         im = Image.fromarray(arr, "L") if alpha is None else Image.fromarray(np.dstack([arr, alpha]), "LA")
@@ -153,10 +173,5 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, alpha: np.ndarray | No
            ".tiff": "TIFF"}.get(path.suffix.lower(), "PNG")
     if fmt in ("JPEG", "BMP") and im.mode not in ("RGB", "L"):
         im = im.convert("RGB")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         im.save(tmp, format=fmt)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

@@ -26,16 +26,36 @@ class Result:
     warnings: list[str] = field(default_factory=list)
 
 
-def plan(inputs: list[str | os.PathLike], outdir: str | os.PathLike) -> list[Job]:
-    """Map inputs to outputs: a file goes to OUTDIR/<stem>.png; a folder's images (recursive) to
-    OUTDIR/<path relative to the folder, stem>.png. Missing inputs are a usage error; two inputs that would
-    write the same output too."""
+def check_output_folder(outdir: str | os.PathLike) -> Path:
+    """`outdir` exists as a folder or can be made one: else a one-line error, before any work."""
     outdir = Path(outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise SharpkdError(f"-o {outdir}: exists and is not a folder (sharpen writes its images into a folder)")
+    parent = outdir
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise SharpkdError(f"-o {outdir}: cannot make this folder, {parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SharpkdError(f"-o {outdir}: {parent} is not writable")
+    return outdir
+
+
+def plan(inputs: list[str | os.PathLike], outdir: str | os.PathLike, overwrite: bool = False) -> list[Job]:
+    """Map inputs to outputs: a file goes to OUTDIR/<stem>.png; a folder's images (recursive; hidden files, and
+    OUTDIR where it lies inside the folder, left out) to OUTDIR/<path relative to the folder, stem>.png.
+    Everything is checked before any image is read: missing inputs, an OUTDIR that cannot be a folder, two inputs
+    that would write the same output, and (unless `overwrite`) an output that would replace one of the inputs."""
+    outdir = check_output_folder(outdir)
+    out_resolved = outdir.resolve()
     jobs: list[Job] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file() and is_image_file(f))
+            inside = p.resolve() != out_resolved and out_resolved.is_relative_to(p.resolve())
+            files = sorted(f for f in p.rglob("*") if f.is_file() and is_image_file(f) and
+                           not any(part.startswith(".") for part in f.relative_to(p).parts) and
+                           not (inside and f.resolve().is_relative_to(out_resolved)))
             if not files:
                 log.warning("%s: no image files in this folder", p)
             jobs += [Job(f, outdir / f.relative_to(p).with_suffix(".png")) for f in files]
@@ -48,14 +68,22 @@ def plan(inputs: list[str | os.PathLike], outdir: str | os.PathLike) -> list[Job
         if job.dst in seen and seen[job.dst] != job.src:
             raise SharpkdError(f"{job.src} and {seen[job.dst]} would both be written to {job.dst}")
         seen[job.dst] = job.src
+    if not overwrite:
+        originals = {job.src.resolve() for job in jobs}
+        clash = [job for job in jobs if job.dst.resolve() in originals]
+        if clash:
+            more = f" (and {len(clash) - 1} more)" if len(clash) > 1 else ""
+            raise SharpkdError(f"{clash[0].dst} is an input{more}: writing there would replace the original; "
+                               "choose another -o folder, or pass --overwrite to replace the originals")
     return jobs
 
 
 def sharpen_files(sharpener: Sharpener, inputs: list[str | os.PathLike], outdir: str | os.PathLike,
-                  progress: bool | None = None, on_error=None) -> Result:
+                  progress: bool | None = None, on_error=None, overwrite: bool = False) -> Result:
     """Sharpen every image; a bad one is reported (`on_error(path, message)`) and the others still go through.
-    Each output is written atomically, so an interrupted run leaves no half-written file."""
-    jobs = plan(inputs, outdir)
+    Each output is written atomically, so an interrupted run leaves no half-written file. An output that would
+    replace one of the inputs is refused before any work unless `overwrite`."""
+    jobs = plan(inputs, outdir, overwrite=overwrite)
     result = Result()
     if progress is None:
         progress = len(jobs) > 1

@@ -1,8 +1,9 @@
 """`sharpkd video`: decode with PyAV, sharpen every frame, encode H.264 at the input's frame rate, keep the audio.
 
 Frame timestamps are carried over from the input, so the frame count and the duration are preserved. The
-output is written to a temporary file and renamed at the end; from a live source (a webcam device), Ctrl-C
-stops the recording and the file is finished properly."""
+output path is checked before any frame is decoded (a folder means FOLDER/<input's stem>.mp4; the input itself
+is refused unless asked for). The output is written to a temporary file and renamed at the end; from a live
+source (a webcam device), Ctrl-C stops the recording and the file is finished properly."""
 from __future__ import annotations
 
 import logging
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SharpkdError
+from ..fileio import atomic_path
 from .sharpener import Sharpener
 
 log = logging.getLogger("sharpkd")
@@ -50,14 +52,36 @@ def _even(a: np.ndarray) -> np.ndarray:
     return a
 
 
+def output_path(src: str | os.PathLike, dst: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Where `sharpen_video` writes: `dst`, or `dst/<src's stem>.mp4` when `dst` is a folder (or ends with a
+    slash). Checked before any frame is decoded: a path that cannot be written, or (unless `overwrite`) the
+    input itself, is a one-line error."""
+    folder = Path(dst).is_dir() or str(dst).endswith(("/", os.sep))
+    out = Path(dst) / f"{Path(str(src)).stem or 'video'}.mp4" if folder else Path(dst)
+    if out.is_dir():
+        raise SharpkdError(f"-o {out}: is a folder")
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise SharpkdError(f"-o {dst}: cannot make its folder, {parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SharpkdError(f"-o {dst}: {parent} is not writable")
+    if not overwrite and out.exists() and Path(str(src)).exists() and out.resolve() == Path(str(src)).resolve():
+        raise SharpkdError(f"{out} is the input: writing there would replace the original; choose another -o, "
+                           "or pass --overwrite to replace it")
+    return out
+
+
 def sharpen_video(sharpener: Sharpener, src: str | os.PathLike, dst: str | os.PathLike, compare: bool = False,
                   progress: bool = True, crf: int = 18, preset: str = "veryfast",
-                  max_frames: int | None = None) -> dict:
-    """Sharpen `src` into `dst` (H.264, same frame rate and timestamps, audio kept). Returns a summary:
-    frames, size, fps of the processing, the audio codec kept."""
+                  max_frames: int | None = None, overwrite: bool = False) -> dict:
+    """Sharpen `src` into `dst` (H.264, same frame rate and timestamps, audio kept; a folder: `dst/<stem>.mp4`).
+    The output is written to a temporary file beside it and renamed at the end; it may not be the input unless
+    `overwrite`. Returns a summary: frames, size, fps of the processing, the audio codec kept, the output."""
     import av
 
-    src, dst = str(src), Path(dst)
+    src, dst = str(src), output_path(src, dst, overwrite)
     inp, live = open_input(src)
     if not inp.streams.video:
         inp.close()
@@ -66,98 +90,94 @@ def sharpen_video(sharpener: Sharpener, src: str | os.PathLike, dst: str | os.Pa
     vin.thread_type = "AUTO"
     ain = inp.streams.audio[0] if inp.streams.audio else None
     rate = vin.average_rate or vin.guessed_rate or Fraction(30)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.stem}.{os.getpid()}.tmp{dst.suffix or '.mp4'}")
     out = None
     frames, t0, interrupted = 0, time.perf_counter(), False
     bar = None
     try:
-        try:
-            out = av.open(str(tmp), "w")
-        except (av.FFmpegError, ValueError) as exc:
-            raise SharpkdError(f"{dst}: cannot write a video there ({exc})") from None
-        vout = out.add_stream("libx264", rate=rate, options={"crf": str(crf), "preset": preset})
-        vout.pix_fmt = "yuv420p"
-        w_in, h_in = vin.codec_context.width, vin.codec_context.height
-        if not (w_in and h_in):
-            raise SharpkdError(f"{src}: the video stream has no frame size")
-        w_out, h_out = w_in * (2 if compare else 1), h_in
-        vout.width, vout.height = w_out + w_out % 2, h_out + h_out % 2
-        if (vout.width, vout.height) != (w_out, h_out):
-            log.warning("odd frame size %dx%d: padded to %dx%d for H.264", w_out, h_out, vout.width, vout.height)
-        vout.codec_context.time_base = vin.time_base or Fraction(1, int(round(rate)))
-        aout, atranscode = None, False
-        if ain is not None:
-            mp4 = out.format.name in ("mp4", "mov,mp4,m4a,3gp,3g2,mj2", "mov", "ipod")
-            if mp4 and ain.codec_context.name not in MP4_AUDIO:
-                aout, atranscode = out.add_stream("aac", rate=ain.codec_context.sample_rate), True
-            else:
-                aout = out.add_stream_from_template(ain)
-        total = vin.frames or None
-        if max_frames:
-            total = min(total or max_frames, max_frames)
-        if progress:
-            from tqdm import tqdm
+        with atomic_path(dst, suffix=f".tmp{dst.suffix or '.mp4'}") as tmp:  # in place at the end, else removed
+            try:
+                out = av.open(str(tmp), "w")
+            except (av.FFmpegError, ValueError) as exc:
+                raise SharpkdError(f"{dst}: cannot write a video there ({exc})") from None
+            vout = out.add_stream("libx264", rate=rate, options={"crf": str(crf), "preset": preset})
+            vout.pix_fmt = "yuv420p"
+            w_in, h_in = vin.codec_context.width, vin.codec_context.height
+            if not (w_in and h_in):
+                raise SharpkdError(f"{src}: the video stream has no frame size")
+            w_out, h_out = w_in * (2 if compare else 1), h_in
+            vout.width, vout.height = w_out + w_out % 2, h_out + h_out % 2
+            if (vout.width, vout.height) != (w_out, h_out):
+                log.warning("odd frame size %dx%d: padded to %dx%d for H.264", w_out, h_out, vout.width, vout.height)
+            vout.codec_context.time_base = vin.time_base or Fraction(1, int(round(rate)))
+            aout, atranscode = None, False
+            if ain is not None:
+                mp4 = out.format.name in ("mp4", "mov,mp4,m4a,3gp,3g2,mj2", "mov", "ipod")
+                if mp4 and ain.codec_context.name not in MP4_AUDIO:
+                    aout, atranscode = out.add_stream("aac", rate=ain.codec_context.sample_rate), True
+                else:
+                    aout = out.add_stream_from_template(ain)
+            total = vin.frames or None
+            if max_frames:
+                total = min(total or max_frames, max_frames)
+            if progress:
+                from tqdm import tqdm
 
-            bar = tqdm(total=total, unit="frame", desc="video", dynamic_ncols=True)
-        streams = [vin] + ([ain] if ain is not None else [])
-        try:
-            for packet in inp.demux(streams):
-                if packet.stream is ain:
-                    if atranscode:
-                        for af in packet.decode():
-                            af.pts = None
-                            for p in aout.encode(af):
-                                out.mux(p)
-                    elif packet.dts is not None:
-                        packet.stream = aout
-                        out.mux(packet)
-                    continue
-                for frame in packet.decode():
-                    rgb = frame.to_ndarray(format="rgb24")
-                    sharp = sharpener.sharpen(rgb)
-                    pic = np.concatenate([rgb, sharp], axis=1) if compare else sharp
-                    pic = _even(pic)
-                    if pic.shape[:2] != (vout.height, vout.width):
-                        raise SharpkdError(f"{src}: frame size changed mid-stream to {rgb.shape[1]}x{rgb.shape[0]}")
-                    vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(pic), format="rgb24")
-                    vf.pts, vf.time_base = frame.pts, frame.time_base
-                    for p in vout.encode(vf):
-                        out.mux(p)
-                    frames += 1
-                    if bar is not None:
-                        bar.update(1)
-                    if max_frames and frames >= max_frames:
-                        raise StopIteration
-        except StopIteration:
-            pass
-        except KeyboardInterrupt:
-            if not live:
-                raise
-            interrupted = True  # a webcam recording ends with Ctrl-C: finish the file
-        except av.FFmpegError as exc:
-            raise SharpkdError(f"{src}: decoding failed after {frames} frames ({exc})") from None
-        if frames == 0:
-            raise SharpkdError(f"{src}: no video frames decoded")
-        for p in vout.encode(None):
-            out.mux(p)
-        if atranscode:
-            for p in aout.encode(None):
+                bar = tqdm(total=total, unit="frame", desc="video", dynamic_ncols=True)
+            streams = [vin] + ([ain] if ain is not None else [])
+            try:
+                for packet in inp.demux(streams):
+                    if packet.stream is ain:
+                        if atranscode:
+                            for af in packet.decode():
+                                af.pts = None
+                                for p in aout.encode(af):
+                                    out.mux(p)
+                        elif packet.dts is not None:
+                            packet.stream = aout
+                            out.mux(packet)
+                        continue
+                    for frame in packet.decode():
+                        rgb = frame.to_ndarray(format="rgb24")
+                        sharp = sharpener.sharpen(rgb)
+                        pic = np.concatenate([rgb, sharp], axis=1) if compare else sharp
+                        pic = _even(pic)
+                        if pic.shape[:2] != (vout.height, vout.width):
+                            raise SharpkdError(f"{src}: frame size changed mid-stream to {rgb.shape[1]}x{rgb.shape[0]}")
+                        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(pic), format="rgb24")
+                        vf.pts, vf.time_base = frame.pts, frame.time_base
+                        for p in vout.encode(vf):
+                            out.mux(p)
+                        frames += 1
+                        if bar is not None:
+                            bar.update(1)
+                        if max_frames and frames >= max_frames:
+                            raise StopIteration
+            except StopIteration:
+                pass
+            except KeyboardInterrupt:
+                if not live:
+                    raise
+                interrupted = True  # a webcam recording ends with Ctrl-C: finish the file
+            except av.FFmpegError as exc:
+                raise SharpkdError(f"{src}: decoding failed after {frames} frames ({exc})") from None
+            if frames == 0:
+                raise SharpkdError(f"{src}: no video frames decoded")
+            for p in vout.encode(None):
                 out.mux(p)
-        out.close()
-        out = None
-        os.replace(tmp, dst)
+            if atranscode:
+                for p in aout.encode(None):
+                    out.mux(p)
+            out.close()
+            out = None
     finally:
         if bar is not None:
             bar.close()
         if out is not None:
             try:
                 out.close()
-            except Exception:  # already failing; the temporary file is removed below
+            except Exception:  # already failing; atomic_path removes the temporary file
                 pass
         inp.close()
-        if tmp.exists():
-            tmp.unlink()
     elapsed = time.perf_counter() - t0
     return {"frames": frames, "width": vout.width, "height": vout.height, "rate": float(rate),
             "audio": (ain.codec_context.name if ain is not None else None), "seconds": elapsed,
