@@ -7,10 +7,10 @@ import json
 import sys
 
 from sharpkd.evaluation.report import LABELS
-from sharpkd.models.weights import SHIPPED, shipped_weights_path, sidecar_path
+from sharpkd.models.weights import shipped_names, shipped_weights_path, sidecar_path
 
 reports = dict(arg.split("=", 1) for arg in sys.argv[1:])
-for name in SHIPPED:
+for name in shipped_names():
     side = sidecar_path(shipped_weights_path(name))
     if not side.is_file():
         continue

@@ -8,11 +8,11 @@ from sharpkd.data.datasets import to_tensor
 from sharpkd.data.degradations import build_degradation
 from sharpkd.metrics import ssim
 from sharpkd.models import load_weights
-from sharpkd.models.weights import SHIPPED, shipped_weights_path
+from sharpkd.models.weights import shipped_names, shipped_weights_path
 
 from util import real_faces
 
-PRESENT = [n for n in SHIPPED if shipped_weights_path(n).is_file()]
+PRESENT = shipped_names()
 
 
 def test_teacher_and_students_are_shipped():

@@ -6,7 +6,7 @@ from .models import build_model, load_weights, save_weights
 
 
 def load(model="student", backend="torch", threads=None, **options):
-    """A `Sharpener` for shipped weights ('student', 'teacher', 'student_nokd') or a .safetensors path; `options`
+    """A `Sharpener` for a shipped model's name (`sharpkd models` lists them) or a .safetensors path; `options`
     (precision, tile, tile_overlap, self_ensemble) as in `sharpkd.inference.load`."""
     from .inference import load as _load
 

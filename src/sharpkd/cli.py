@@ -50,6 +50,8 @@ def cmd_demo(args) -> int:
     for r in rows:
         table.add_row(r["image"], r["method"], f"{r['ssim']:.4f}", f"{r['psnr']:.2f}", f"{r['mae']:.4f}", r["weights"])
     Console().print(table)
+    for method in ("teacher", "student"):
+        print(f"{method}: model {next(r['model'] for r in rows if r['method'] == method)}")
     print(f"side by side (blurry | teacher | student | sharp): {args.out}")
     return 0
 
@@ -112,6 +114,7 @@ def cmd_sharpen(args) -> int:
 
     sharpener = load(args.model, backend=args.backend, threads=args.threads, precision=args.precision,
                      tile=args.tile, tile_overlap=args.tile_overlap, self_ensemble=args.self_ensemble)
+    print(sharpener.describe(), flush=True)
     result = sharpen_files(sharpener, args.inputs, args.out, overwrite=args.overwrite,
                            on_error=lambda path, msg: print(f"sharpkd: error: {msg}", file=sys.stderr))
     print(f"sharpened {len(result.written)} image(s) into {args.out}"
@@ -125,6 +128,7 @@ def cmd_video(args) -> int:
 
     sharpener = load(args.model, backend=args.backend, threads=args.threads, precision=args.precision,
                      self_ensemble=args.self_ensemble)
+    print(sharpener.describe(), flush=True)
     r = sharpen_video(sharpener, args.input, args.out, compare=args.compare, max_frames=args.max_frames,
                       overwrite=args.overwrite)
     audio = f", audio {r['audio']} kept" if r["audio"] else ", no audio"
@@ -137,7 +141,7 @@ def cmd_export(args) -> int:
     from .inference.export import export_model
 
     r = export_model(args.model, args.out, quantize=args.quantize)
-    print(f"wrote {r['onnx']} ({r['arch']}, opset {r['opset']}, dynamic height and width)")
+    print(f"wrote {r['onnx']}: model {r['described']}, opset {r['opset']}, dynamic height and width")
     print(f"parity: onnxruntime vs PyTorch fp32 on real images, max abs diff {r['max_abs_diff']:.2e} "
           f"<= {r['tolerance']:.0e}: OK")
     if "int8" in r:
@@ -152,7 +156,12 @@ def cmd_bench(args) -> int:
 
     from .inference.bench import parse_sizes, run_bench
 
+    described = set()
+
     def show(r):
+        if r["described"] not in described:
+            described.add(r["described"])
+            print(r["described"] + ("" if r["trained_weights"] else " (untrained weights)"), flush=True)
         print(f"{r['model']:>13} {r['backend']:>10} {r['width']:>5}x{r['height']:<5} {r['median_ms']:9.1f} ms "
               f"{r['fps']:8.1f} FPS  {r['gmacs']:7.2f} GMACs  threads {r['threads']}  ({r['frames']} frames)",
               flush=True)
@@ -167,6 +176,31 @@ def cmd_bench(args) -> int:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)
         print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_models(args) -> int:
+    import json
+
+    from .models.zoo import list_models, quality_text, speed_text
+
+    models = list_models()
+    if args.json:
+        print(json.dumps(models, indent=2))
+        return 0
+    if not models:
+        print("no models shipped")
+        return 0
+    for m in models:
+        params = f"{m['parameters']:,} parameters" if m["parameters"] else "parameters unknown"
+        print(f"{m['name']}  ({m['arch']}, {params})")
+        print(f"  for:      {m['purpose'] or '-'}")
+        print(f"  720p:     {speed_text(m)}")
+        print(f"  quality:  {quality_text(m)}")
+        print(f"  recipe:   {m['recipe'] or '-'}: {m['command'] or '-'}")
+        if m["init_weights"]:
+            print(f"            starting from {m['init_weights']}")
+    print("use one with --model NAME (sharpen, video, export, bench), or give a .safetensors path")
     return 0
 
 
@@ -396,6 +430,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seconds", type=float, default=10.0, help="stop timing a case after this long")
     p.add_argument("--threads", type=int)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("models", help="the shipped models: what each is for, size, 720p speed, quality, recipe")
+    p.add_argument("--json", action="store_true", help="print the list as JSON")
+    p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("serve", help="the local web app: teacher and student side by side, webcam, HTTP API")
     p.add_argument("--host", default="127.0.0.1")

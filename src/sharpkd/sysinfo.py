@@ -1,16 +1,53 @@
-"""What machine a result was measured on (training sidecars and benchmarks record it)."""
+"""The machine a result was measured on (training sidecars and benchmarks record it): py-cpuinfo for the CPU,
+psutil for cores, memory and load."""
 from __future__ import annotations
 
+import functools
+import os
 import platform
-from pathlib import Path
+
+SIMD_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")  # what decides bf16 and conv speed
+
+
+@functools.cache
+def _cpu_info() -> dict:
+    import cpuinfo
+
+    try:
+        return cpuinfo.get_cpu_info()
+    except Exception:  # py-cpuinfo probes the CPU in a subprocess; a failure there is no reason to fail
+        return {}
 
 
 def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo, else what `platform` knows."""
+    """The CPU's model name, else what `platform` knows."""
+    return _cpu_info().get("brand_raw") or platform.processor() or platform.machine()
+
+
+def physical_cores() -> int:
+    import psutil
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+def hardware(threads: int | None = None) -> dict:
+    """CPU, cores, SIMD extensions, memory, GPU, the current load and the library versions, as a JSON-able dict."""
+    import psutil
+    import torch
+
+    flags = set(_cpu_info().get("flags", []))
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        load = round(psutil.getloadavg()[0], 2)
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        load = None
+    return {"cpu": cpu_name(), "physical_cores": physical_cores(), "logical_cpus": psutil.cpu_count(),
+            "simd": [f for f in SIMD_FLAGS if f in flags], "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "threads": threads or torch.get_num_threads(), "load_average_1min": load, "torch": torch.__version__,
+            "python": platform.python_version()}
+
+
+def describe(threads: int | None = None) -> str:
+    """One line: 'AMD EPYC, 2 threads' (and the GPU, when there is one)."""
+    hw = hardware(threads)
+    return f"{hw['cpu']}, {hw['threads']} threads" + (f", GPU {hw['gpu']}" if hw["gpu"] else "")

@@ -20,8 +20,8 @@ from ..data.degradations import GaussianBlur, MotionBlur, Pipeline
 from ..data.io import DEFAULT_MAX_PIXELS, decode_image, write_image
 from ..errors import BadImageError, SharpkdError
 from ..metrics import psnr, ssim
-from ..models import build_model, count_macs
-from ..models.weights import SHIPPED, shipped_weights_path
+from ..models import count_macs
+from ..models.weights import load_or_build, model_name, resolve_weights
 
 log = logging.getLogger("sharpkd")
 
@@ -53,23 +53,17 @@ def load_model(role: str, source: str | os.PathLike | None = None) -> LoadedMode
     """Weights from `source`, or the shipped ones for `role`. Only when *no* path was given and nothing is
     shipped yet does it fall back to an untrained model (with a warning), so the app runs before training
     finishes; an explicit path that does not load is an error."""
-    from ..inference import Sharpener, load
+    from ..inference import Sharpener
 
-    explicit = source is not None and str(source) not in SHIPPED
-    source = str(source or role)
-    if not explicit and not shipped_weights_path(source).is_file():
+    net, meta, trained = load_or_build(source or role)
+    if not trained:
         log.warning("no shipped %s weights yet: serving an untrained %s (train it, or pass --%s PATH)",
                     role, role, role)
-        torch.manual_seed(0)
-        net = build_model(role).eval()
         return LoadedModel(role, Sharpener(net, {}, name=f"{role} (untrained)"), trained=False,
                            source="untrained (no weights found)")
-    sharpener = load(source, backend="torch")
-    path = shipped_weights_path(source) if source in SHIPPED else Path(source)
-    if path.is_dir():
-        path = path / "model.safetensors"
-    return LoadedModel(role, sharpener, trained=True, source=str(path), meta=dict(sharpener.meta or {}),
-                       weights_path=path)
+    path = resolve_weights(source or role)
+    return LoadedModel(role, Sharpener(net, meta, name=model_name(source or role)), trained=True, source=str(path),
+                       meta=dict(meta), weights_path=path)
 
 
 def blur(rgb: np.ndarray, kind: str, strength: float) -> tuple[np.ndarray, dict]:

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from ..errors import BadImageError, SharpkdError
 from .degradations import Pipeline
-from .io import is_image_file, read_rgb
+from .io import is_image_file, read_rgb, to_float, to_uint8
 
 log = logging.getLogger("sharpkd")
 
@@ -157,7 +157,7 @@ def center_crop(img: np.ndarray, size: int) -> np.ndarray:
 def to_tensor(batch: np.ndarray) -> torch.Tensor:
     """uint8 (B,)H,W,3 -> float (B,)3,H,W in [0, 1]."""
     t = torch.from_numpy(np.ascontiguousarray(batch))
-    return (t.permute(0, 3, 1, 2) if t.ndim == 4 else t.permute(2, 0, 1)).float().div_(255.0)
+    return to_float(t.permute(0, 3, 1, 2) if t.ndim == 4 else t.permute(2, 0, 1))
 
 
 class SharpCrops(Dataset):
@@ -244,11 +244,7 @@ class PairTensors(Dataset):
         return len(self.tensors[0])
 
     def __getitem__(self, i):
-        return tuple(t[i].float().div_(255) for t in self.tensors)
-
-
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    return x.clamp(0, 1).mul(255).round_().to(torch.uint8)
+        return tuple(to_float(t[i]) for t in self.tensors)
 
 
 def fixed_pair_tensors(images: list[np.ndarray], pipeline: Pipeline, count: int, size: int = 128, seed: int = 0,

@@ -9,10 +9,9 @@ import torch
 
 from ..data.datasets import to_tensor
 from ..data.degradations import build_degradation
-from ..data.io import write_image
+from ..data.io import to_float, to_uint8, write_image
 from ..metrics import quality
-from ..models import build_model, count_parameters, load_weights
-from ..errors import SharpkdError
+from ..models import count_parameters, describe_model, load_or_build, model_name
 
 log = logging.getLogger("sharpkd")
 SAMPLES = ("astronaut", "coffee", "chelsea")
@@ -27,15 +26,10 @@ def sample_images(names=SAMPLES) -> dict[str, np.ndarray]:
 
 def load_or_init(name: str, source: str | os.PathLike | None = None) -> tuple[torch.nn.Module, str]:
     """Weights from `source` (or the shipped ones); untrained weights, with a warning, when none exist."""
-    try:
-        model, _ = load_weights(source or name)
-        return model, "trained"
-    except SharpkdError:
-        if source:
-            raise
+    model, _, trained = load_or_build(source or name)
+    if not trained:
         log.warning("no shipped %s weights yet: using an untrained %s", name, name)
-        torch.manual_seed(0)
-        return build_model(name).eval(), "untrained"
+    return model, "trained" if trained else "untrained"
 
 
 @torch.inference_mode()
@@ -49,7 +43,7 @@ def run_demo(out: str | os.PathLike = "demo.png", preset: str = "seed", seed: in
     for name, img in sample_images().items():
         sharp = to_tensor(img)[None]
         blurry, ops = pipeline(sharp, rng)
-        blurry = (blurry * 255).round() / 255
+        blurry = to_float(to_uint8(blurry))  # 8-bit, as a camera delivers it
         outputs = {"blurry": blurry}
         for key, (model, state) in models.items():
             outputs[key] = model(blurry).float()
@@ -60,9 +54,11 @@ def run_demo(out: str | os.PathLike = "demo.png", preset: str = "seed", seed: in
         tiles.append(torch.cat([outputs["blurry"], outputs["teacher"], outputs["student"], sharp], dim=3))
     width = max(t.shape[3] for t in tiles)
     grid = torch.cat([torch.nn.functional.pad(t, (0, width - t.shape[3])) for t in tiles], dim=2)[0]
-    write_image(out, (grid.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
+    write_image(out, to_uint8(grid.permute(1, 2, 0).numpy()))
+    sources = {"teacher": teacher or "teacher", "student": student or "student"}
     for key, (model, _) in models.items():
         for r in rows:
             if r["method"] == key:
                 r["parameters"] = count_parameters(model)
+                r["model"] = f"{describe_model(model_name(sources[key]), model)} on torch fp32"
     return rows

@@ -3,17 +3,15 @@ several frame sizes, with MACs and the speed ratios measured in the same run."""
 from __future__ import annotations
 
 import logging
-import platform
 import statistics
 import time
 
 import numpy as np
 import torch
-from torch import nn
 
+from .. import sysinfo
 from ..errors import SharpkdError
-from ..sysinfo import cpu_name
-from ..models import build_model, count_macs, count_parameters, load_weights
+from ..models import count_macs, count_parameters, load_or_build, model_name
 from .sharpener import Sharpener, TorchBackend
 
 log = logging.getLogger("sharpkd")
@@ -36,19 +34,6 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
     return sizes
 
 
-def _model(name: str) -> tuple[nn.Module, dict, bool]:
-    """Trained weights when they exist (shipped name or path), else an untrained model: speed does not depend
-    on the weights."""
-    try:
-        net, meta = load_weights(name)
-        return net, meta, True
-    except SharpkdError:
-        if name.endswith(".safetensors"):
-            raise
-        torch.manual_seed(0)
-        return build_model(name).eval(), {}, False
-
-
 def time_frames(sharpener: Sharpener, frame: np.ndarray, frames: int, warmup: int, max_seconds: float) -> list[float]:
     for _ in range(warmup):
         sharpener.sharpen(frame, tile=0)
@@ -63,36 +48,34 @@ def time_frames(sharpener: Sharpener, frame: np.ndarray, frames: int, warmup: in
     return times
 
 
-def hardware() -> dict:
-    import os
-
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = None
+def hardware(threads: int | None = None) -> dict:
     import onnxruntime
 
-    return {"cpu": cpu_name(), "logical_cpus": os.cpu_count(), "load_average_1min": load, "torch": torch.__version__,
-            "onnxruntime": onnxruntime.__version__, "python": platform.python_version()}
+    return {**sysinfo.hardware(threads), "onnxruntime": onnxruntime.__version__}
 
 
 def run_bench(sizes: list[tuple[int, int]], models=("teacher", "student"), backends=("torch", "onnx"),
               frames: int = 100, warmup: int = 3, max_seconds: float = 10.0, threads: int | None = None,
               progress=None) -> dict:
-    """Median latency and FPS for every (model, backend, size); ratios student/teacher and onnx/torch."""
+    """Median latency and FPS for every (model, backend, size); ratios student/teacher and onnx/torch. `models`:
+    shipped names or weights paths (trained weights), or architecture names (untrained: speed does not depend on
+    the weights)."""
+    for label in backends:
+        if label not in VARIANTS:
+            raise SharpkdError(f"unknown backend {label!r}; choose from {', '.join(VARIANTS)}")
+    loaded = {name: load_or_build(name) for name in models}  # every name checked before any timing
     rows = []
-    for name in models:
-        net, meta, trained = _model(name)
+    for source, (net, meta, trained) in loaded.items():
+        name = model_name(source)
         for label in backends:
-            if label not in VARIANTS:
-                raise SharpkdError(f"unknown backend {label!r}; choose from {', '.join(VARIANTS)}")
             backend, precision = VARIANTS[label]
             sh = Sharpener(net, meta, threads=threads, name=name, backend=backend, precision=precision, tile=0)
             for w, h in sizes:
                 frame = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
                 times = time_frames(sh, frame, frames, warmup, max_seconds)
                 med = statistics.median(times)
-                row = {"model": name, "backend": label, "width": w, "height": h, "trained_weights": trained,
+                row = {"model": name, "backend": label, "described": sh.describe(), "width": w, "height": h,
+                       "trained_weights": trained,
                        "params": count_parameters(net), "gmacs": count_macs(net, h, w) / 1e9,
                        "threads": sh.threads, "frames": len(times), "median_ms": med * 1e3,
                        "p90_ms": float(np.percentile(times, 90)) * 1e3, "fps": 1.0 / med}
@@ -101,7 +84,7 @@ def run_bench(sizes: list[tuple[int, int]], models=("teacher", "student"), backe
                     progress(row)
             if isinstance(sh.backend, TorchBackend):
                 sh.backend.model.to(memory_format=torch.contiguous_format)
-    return {"hardware": hardware(), "threads": threads or torch.get_num_threads(), "rows": rows,
+    return {"hardware": hardware(threads), "threads": threads or torch.get_num_threads(), "rows": rows,
             "ratios": ratios(rows)}
 
 

@@ -14,9 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.io import to_float, to_uint8
 from ..errors import SharpkdError
 from ..models.common import dihedral
-from ..models.weights import load_weights
+from ..models.weights import describe_model, file_sha256, load_weights, model_name, resolve_weights
+from .onnx_backend import OnnxBackend, onnx_bytes_for
 
 log = logging.getLogger("sharpkd")
 
@@ -51,6 +53,9 @@ class TorchBackend:
         self.precision = precision
         self.multiple = getattr(model, "multiple", 4)
 
+    def describe(self) -> str:
+        return f"torch {self.precision}" + ("" if self.device.type == "cpu" else f" on {self.device}")
+
     @torch.inference_mode()
     def __call__(self, x: np.ndarray) -> np.ndarray:
         t = torch.from_numpy(x).to(self.device).contiguous(memory_format=torch.channels_last)
@@ -59,53 +64,6 @@ class TorchBackend:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         return y.float().cpu().numpy()
-
-
-class OnnxBackend:
-    """onnxruntime on a `.onnx` file or bytes (see `export.export_onnx`): all graph optimisations, one
-    intra-op thread per core unless `threads` says otherwise."""
-
-    name = "onnx"
-
-    def __init__(self, model: str | os.PathLike | bytes, threads: int | None = None, multiple: int | None = None):
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.intra_op_num_threads = threads or _physical_cores()
-        so.inter_op_num_threads = 1
-        so.log_severity_level = 3
-        src = model if isinstance(model, bytes) else str(model)
-        try:
-            self.session = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types
-            label = "model bytes" if isinstance(model, bytes) else str(model)
-            raise SharpkdError(f"{label}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from None
-        props = self.session.get_modelmeta().custom_metadata_map
-        self.meta = dict(props)
-        self.multiple = multiple or int(props.get("multiple", 8))
-        self.input_name = self.session.get_inputs()[0].name
-        self.threads = so.intra_op_num_threads
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
-
-
-def _physical_cores() -> int:
-    n = os.cpu_count() or 1
-    try:  # Linux: count distinct (physical id, core id) pairs
-        cores = set()
-        phys = core = None
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("physical id"):
-                phys = line.split(":")[1].strip()
-            elif line.startswith("core id"):
-                core = line.split(":")[1].strip()
-                cores.add((phys, core))
-        return max(1, min(n, len(cores))) if cores else n
-    except OSError:
-        return n
 
 
 class Sharpener:
@@ -133,8 +91,6 @@ class Sharpener:
             if backend == "torch":
                 backend = TorchBackend(model, precision)
             else:
-                from .export import onnx_bytes_for
-
                 backend = OnnxBackend(onnx_bytes_for(model, cache_key=self.meta.get("_weights_sha")),
                                       threads=threads, multiple=getattr(model, "multiple", 4))
         self.backend = backend
@@ -147,6 +103,13 @@ class Sharpener:
     @property
     def backend_name(self) -> str:
         return self.backend.name
+
+    def describe(self) -> str:
+        """One line naming the model and what runs it, for command output: 'model student (LightStudentUNet,
+        20,702 parameters) on torch fp32, 2 threads'."""
+        ensemble = f", self-ensemble of {self.self_ensemble}" if self.self_ensemble > 1 else ""
+        return (f"model {describe_model(self.name, self.model, self.meta)} on {self.backend.describe()}, "
+                f"{self.threads} threads{ensemble}")
 
     # ------------------------------------------------------------------------------------------- arrays
     def run_array(self, x: np.ndarray) -> np.ndarray:
@@ -194,13 +157,13 @@ class Sharpener:
         if image.dtype != np.uint8:
             raise SharpkdError(f"expected a uint8 image, got {image.dtype}")
         h, w = image.shape[:2]
-        x = image.transpose(2, 0, 1)[None].astype(np.float32) * np.float32(1 / 255)
+        x = to_float(image.transpose(2, 0, 1)[None])
         size = self._tile_size(h, w) if tile is None else (tile if tile and max(h, w) > tile else 0)
         if size:
             y = self.run_tiled(x, size, self.tile_overlap if tile_overlap is None else tile_overlap)
         else:
             y = self.run_array(x)
-        return (y[0].transpose(1, 2, 0) * np.float32(255) + np.float32(0.5)).astype(np.uint8)
+        return to_uint8(y[0].transpose(1, 2, 0))
 
     def sharpen_frames(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         """Sharpen a stream of frames lazily (one in, one out)."""
@@ -214,26 +177,23 @@ class Sharpener:
 def load(model: str | os.PathLike = "student", backend: str = "torch", threads: int | None = None,
          precision: str = "fp32", tile: int | None = None, tile_overlap: int = DEFAULT_TILE_OVERLAP,
          self_ensemble: int = 1) -> Sharpener:
-    """A `Sharpener` for shipped weights ('student', 'teacher', 'student_nokd'), a .safetensors path, or (with
+    """A `Sharpener` for a shipped model's name (`sharpkd models` lists them), a .safetensors path, or (with
     backend='onnx') a .onnx file. With backend='onnx' and safetensors weights, the model is exported to ONNX
     once and cached. `self_ensemble` 2 or 8: each frame is sharpened that many times (flipped, transposed) and
     the results averaged, for a better picture at that many times the cost."""
     if backend not in BACKENDS:
         raise SharpkdError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
-    name = Path(str(model)).stem if str(model).endswith((".safetensors", ".onnx")) else str(model)
     if str(model).endswith(".onnx"):
         if backend != "onnx":
             raise SharpkdError(f"{model}: an .onnx model needs --backend onnx")
         if not Path(model).is_file():
             raise SharpkdError(f"ONNX model not found: {model}")
         be = OnnxBackend(model, threads=threads)
-        return Sharpener(None, be.meta, threads=threads, name=name, backend=be, tile=tile, tile_overlap=tile_overlap,
-                         self_ensemble=self_ensemble)
-    net, meta = load_weights(model)
+        return Sharpener(None, be.meta, threads=threads, name=Path(model).stem, backend=be, tile=tile,
+                         tile_overlap=tile_overlap, self_ensemble=self_ensemble)
+    path = resolve_weights(model)
+    net, meta = load_weights(path)
     if backend == "onnx":
-        from ..models.weights import resolve_weights
-        from .export import file_sha256
-
-        meta = {**meta, "_weights_sha": file_sha256(resolve_weights(model))}
-    return Sharpener(net, meta, threads=threads, name=name, backend=backend, precision=precision, tile=tile,
-                     tile_overlap=tile_overlap, self_ensemble=self_ensemble)
+        meta = {**meta, "_weights_sha": file_sha256(path)}
+    return Sharpener(net, meta, threads=threads, name=model_name(model), backend=backend, precision=precision,
+                     tile=tile, tile_overlap=tile_overlap, self_ensemble=self_ensemble)

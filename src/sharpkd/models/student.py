@@ -1,10 +1,12 @@
-"""LightStudentUNet: the seed's ~20K-parameter depthwise-separable U-Net, distilled from the teacher."""
+"""The students' U-Net (`StudentUNet`) and the seed student, `LightStudentUNet`: a ~20K-parameter
+depthwise-separable U-Net distilled from the teacher. The variants in `student_lk` and `student_gated` are
+configurations of the same definition."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from .common import RestorationNet, SeparableConv
+from .common import RestorationNet, SeparableConv, upsample
 from .registry import register_model
 
 
@@ -26,23 +28,63 @@ class DilatedBottleneck(nn.Module):
         return self.act(self.pointwise(y))
 
 
-@register_model("student")
-class LightStudentUNet(RestorationNet):
-    """Separable encoder/decoder, dilated bottleneck, additive skips, a full-resolution refinement conv."""
+class GatedBlock(nn.Module):
+    """x + project(SimpleGate(depthwise(expand(x)))). `project` starts at zero, so the block starts as the identity.
 
-    def __init__(self, width: int = 16, residual: bool = False):
+    NAFNet scales the branch by a learned per-channel beta instead; under bf16 autocast that fp32 product with a
+    bf16 activation is a mixed-dtype multiply that halved the training speed on this CPU (49 against 109
+    samples/s for the whole student, 1 thread), and a zero-initialised last conv does the same job."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.expand = nn.Conv2d(c, 2 * c, 1)
+        self.depthwise = nn.Conv2d(2 * c, 2 * c, 3, padding=1, groups=2 * c, bias=False)
+        self.project = nn.Conv2d(c, c, 1)
+        nn.init.zeros_(self.project.weight)
+        nn.init.zeros_(self.project.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.depthwise(self.expand(x)).chunk(2, dim=1)
+        return x + self.project(a * b)
+
+
+class StudentUNet(RestorationNet):
+    """The students' U-Net, one definition for the seed student and its variants: a separable encoder at full and
+    1/2 resolution, a dilated bottleneck at 1/4, a decoder with additive skips, then a head.
+
+    - `kernel`: the depthwise kernel of every separable conv but the first (on the 3 input channels);
+    - `upsampling`: "transposed" (a 2x2 stride-2 transposed conv) or "nearest" (a 1x1 conv then nearest 2x,
+      4x fewer weights);
+    - `gated`: the second block of each encoder level and every decoder block is a `GatedBlock`, the last
+      decoder level has two of them, and a 3x3 head replaces the full-resolution refinement conv and 1x1 head."""
+
+    def __init__(self, width: int = 16, residual: bool = False, kernel: int = 3, upsampling: str = "transposed",
+                 gated: bool = False):
         super().__init__(residual)
+        if upsampling not in ("transposed", "nearest"):
+            raise ValueError(f"upsampling must be 'transposed' or 'nearest', not {upsampling!r}")
         c1, c2, c3 = width, 2 * width, 4 * width
-        self.enc1 = nn.Sequential(SeparableConv(3, c1), SeparableConv(c1, c1))
-        self.enc2 = nn.Sequential(SeparableConv(c1, c2), SeparableConv(c2, c2))
+
+        def block(c: int) -> nn.Module:
+            return GatedBlock(c) if gated else SeparableConv(c, c, kernel)
+
+        def up(cin: int, cout: int) -> nn.Module:
+            return nn.ConvTranspose2d(cin, cout, 2, stride=2) if upsampling == "transposed" else upsample(cin, cout)
+
+        self.enc1 = nn.Sequential(SeparableConv(3, c1), block(c1))
+        self.enc2 = nn.Sequential(SeparableConv(c1, c2, kernel), block(c2))
         self.pool = nn.MaxPool2d(2)
-        self.bottleneck = DilatedBottleneck(c2, c3)
-        self.up2 = nn.ConvTranspose2d(c3, c2, 2, stride=2)
-        self.dec2 = nn.Sequential(SeparableConv(c2, c2), SeparableConv(c2, c2))
-        self.up1 = nn.ConvTranspose2d(c2, c1, 2, stride=2)
-        self.dec1 = SeparableConv(c1, c1)
-        self.refine = nn.Sequential(nn.Conv2d(c1, c1, 3, padding=1), nn.LeakyReLU(0.1, inplace=True))
-        self.head = nn.Conv2d(c1, 3, 1)
+        self.bottleneck = DilatedBottleneck(c2, c3, kernel)
+        self.up2 = up(c3, c2)
+        self.dec2 = nn.Sequential(block(c2), block(c2))
+        self.up1 = up(c2, c1)
+        self.dec1 = nn.Sequential(block(c1), block(c1)) if gated else block(c1)
+        if gated:
+            self.refine = nn.Identity()
+            self.head = nn.Conv2d(c1, 3, 3, padding=1)
+        else:
+            self.refine = nn.Sequential(nn.Conv2d(c1, c1, 3, padding=1), nn.LeakyReLU(0.1, inplace=True))
+            self.head = nn.Conv2d(c1, 3, 1)
         self.init_output()
 
     def body(self, x: torch.Tensor) -> torch.Tensor:
@@ -52,3 +94,11 @@ class LightStudentUNet(RestorationNet):
         d2 = self.dec2(self.up2(b) + e2)
         d1 = self.dec1(self.up1(d2) + e1)
         return self.head(self.refine(d1))
+
+
+@register_model("student")
+class LightStudentUNet(StudentUNet):
+    """The seed student: 3x3 kernels, transposed-conv upsampling, a full-resolution refinement conv."""
+
+    def __init__(self, width: int = 16, residual: bool = False):
+        super().__init__(width, residual)

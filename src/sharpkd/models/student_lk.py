@@ -9,30 +9,13 @@ and an output pixel sees 56-59 px of input each way, against 21-22 px for the se
 (measured from the gradient of one output pixel). Everything else is the seed student's."""
 from __future__ import annotations
 
-from torch import nn
-
-from .common import RestorationNet, SeparableConv, upsample
 from .registry import register_model
-from .student import DilatedBottleneck, LightStudentUNet
+from .student import StudentUNet
 
 
 @register_model("student_lk")
-class LargeKernelStudentUNet(RestorationNet):
-    """Separable encoder/decoder with 7x7 depthwise kernels, a 7x7 dilated bottleneck, additive skips."""
+class LargeKernelStudentUNet(StudentUNet):
+    """Separable encoder/decoder with 7x7 depthwise kernels, a 7x7 dilated bottleneck, nearest upsampling."""
 
     def __init__(self, width: int = 16, residual: bool = False, kernel: int = 7):
-        super().__init__(residual)
-        c1, c2, c3 = width, 2 * width, 4 * width
-        self.enc1 = nn.Sequential(SeparableConv(3, c1), SeparableConv(c1, c1, kernel))
-        self.enc2 = nn.Sequential(SeparableConv(c1, c2, kernel), SeparableConv(c2, c2, kernel))
-        self.pool = nn.MaxPool2d(2)
-        self.bottleneck = DilatedBottleneck(c2, c3, kernel)
-        self.up2 = upsample(c3, c2)
-        self.dec2 = nn.Sequential(SeparableConv(c2, c2, kernel), SeparableConv(c2, c2, kernel))
-        self.up1 = upsample(c2, c1)
-        self.dec1 = SeparableConv(c1, c1, kernel)
-        self.refine = nn.Sequential(nn.Conv2d(c1, c1, 3, padding=1), nn.LeakyReLU(0.1, inplace=True))
-        self.head = nn.Conv2d(c1, 3, 1)
-        self.init_output()
-
-    body = LightStudentUNet.body  # the seed student's forward: the same layers by the same names
+        super().__init__(width, residual, kernel=kernel, upsampling="nearest")

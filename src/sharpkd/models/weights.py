@@ -2,6 +2,8 @@
 how it was trained. Training, inference, export and the app all go through here."""
 from __future__ import annotations
 
+import difflib
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -13,40 +15,128 @@ from torch import nn
 
 from ..errors import SharpkdError
 from .common import count_parameters
-from .registry import build_model
+from .registry import MODELS, build_model
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-SHIPPED = ("teacher", "student", "student_nokd", "student_fast", "student_videocall", "student_kdstrong",
-           "student_kdstrong_anneal", "student_lk_anneal", "student_lk26_anneal",
-           "student_lk36_anneal", "student_lk46_anneal", "student_lk46_faces_anneal10")
+SUFFIX = ".safetensors"
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:
     return Path(path).with_suffix(".json")
 
 
+def shipped_names() -> list[str]:
+    """The models shipped in the package: every weights file in the weights folder with a JSON sidecar beside it."""
+    return sorted(p.stem for p in WEIGHTS_DIR.glob(f"*{SUFFIX}") if sidecar_path(p).is_file())
+
+
 def shipped_weights_path(name: str) -> Path:
-    return WEIGHTS_DIR / f"{name}.safetensors"
+    return WEIGHTS_DIR / f"{name}{SUFFIX}"
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def resolve_weights(source: str | os.PathLike) -> Path:
-    """A shipped model name ('teacher', 'student', 'student_nokd') or a path to a .safetensors file."""
+    """The weights file of `source`: a shipped model's name, a .safetensors path, or a run folder (its
+    model.safetensors). Every part of the package that loads weights finds them here. An unknown name is a
+    one-line error that lists the shipped ones."""
     s = str(source)
-    path = shipped_weights_path(s) if s in SHIPPED else Path(s)
+    names = shipped_names()
+    if s in names:
+        return shipped_weights_path(s)
+    path = Path(s)
     if path.is_dir():
-        path = path / "model.safetensors"
-    if not path.is_file():
-        hint = " (no trained weights shipped yet: train them, or pass a .safetensors path)" if s in SHIPPED else ""
-        raise SharpkdError(f"weights file not found: {path}{hint}")
-    return path
+        path = path / f"model{SUFFIX}"
+    if path.is_file():
+        return path
+    if s and path.name == s and not path.suffix:  # a bare word: meant as a model's name
+        close = difflib.get_close_matches(s, names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise SharpkdError(f"unknown model {s!r}{hint}; shipped models: {', '.join(names) or 'none'} "
+                           f"(or give a {SUFFIX} path)")
+    raise SharpkdError(f"weights file not found: {path}")
+
+
+def model_name(source: str | os.PathLike) -> str:
+    """How outputs name a model: the shipped name, else the weights file's stem (the run folder's name for a
+    run's model.safetensors)."""
+    path = Path(str(source))
+    if str(source) in shipped_names() or not path.suffix and not path.is_dir():
+        return str(source)
+    if path.is_dir() or path.name == f"model{SUFFIX}":
+        return (path if path.is_dir() else path.parent).resolve().name
+    return path.stem
+
+
+def describe_model(name: str, model: nn.Module | None, meta: dict | None = None) -> str:
+    """'student (LightStudentUNet, 20,702 parameters)': a model's name, class and size, for command output."""
+    meta = meta or {}
+    if model is not None:
+        return f"{name} ({type(model).__name__}, {count_parameters(model):,} parameters)"
+    arch = meta.get("arch")
+    return f"{name} ({arch})" if arch else name
+
+
+SHARED_DATA_ENV = "SHARPKD_SHARED_DATA"
+
+
+def portable_data(data: dict) -> dict:
+    """A sidecar's `data` entry without the training machine's paths: `folder` relative to the data root named in
+    `root`: `$SHARPKD_SHARED_DATA` when the folder is inside it, else the folder itself (by its name)."""
+    folder = data.get("folder")
+    if not folder or not Path(folder).is_absolute():
+        return data
+    folder, shared = Path(folder).resolve(), os.environ.get(SHARED_DATA_ENV)
+    rest = {k: v for k, v in data.items() if k not in ("root", "folder")}
+    if shared and folder.is_relative_to(Path(shared).resolve()):
+        return {"root": f"${SHARED_DATA_ENV}", "folder": folder.relative_to(Path(shared).resolve()).as_posix(), **rest}
+    return {"root": folder.name, "folder": ".", **rest}
+
+
+def portable_weights(ref: str, run: str | os.PathLike) -> str:
+    """A weights reference in a sidecar: a shipped name stays; a file with the same bytes as a shipped model
+    becomes its name; a relative path stays as the command gave it; an absolute one is written relative to the
+    run folder `run`."""
+    names = shipped_names()
+    if ref in names:
+        return ref
+    path = Path(ref)
+    if path.is_file():
+        size, sha = path.stat().st_size, None
+        for name in names:
+            shipped = shipped_weights_path(name)
+            if shipped.stat().st_size == size and (sha := sha or file_sha256(path)) == file_sha256(shipped):
+                return name
+    if path.is_absolute():
+        return Path(os.path.relpath(path, Path(run).resolve())).as_posix()
+    return ref
+
+
+def portable_meta(meta: dict, run: str | os.PathLike) -> dict:
+    """`meta` with its paths made portable (see `portable_data`, `portable_weights`): no absolute path of the
+    training machine goes into a sidecar."""
+    meta = dict(meta)
+    if isinstance(meta.get("data"), dict):
+        meta["data"] = portable_data(meta["data"])
+    for key in ("teacher", "init_weights"):
+        if isinstance(meta.get(key), dict) and isinstance(meta[key].get("weights"), str):
+            meta[key] = {**meta[key], "weights": portable_weights(meta[key]["weights"], run)}
+    return meta
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike, **meta) -> Path:
-    """Write `path` (.safetensors) and its JSON sidecar atomically. `meta` goes into the sidecar."""
+    """Write `path` (.safetensors) and its JSON sidecar atomically. `meta` goes into the sidecar, its paths
+    made portable (`portable_meta`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     info = {"arch": model.arch_name, "arch_kwargs": model.arch_kwargs, "parameters": count_parameters(model),
-            **meta}
+            **portable_meta(meta, path.parent)}
     state = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()
              if v.is_floating_point()}
     state.update({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not v.is_floating_point()})
@@ -85,3 +175,15 @@ def load_weights(source: str | os.PathLike, device: str | torch.device = "cpu") 
     except RuntimeError as exc:
         raise SharpkdError(f"{path}: weights do not fit the {arch} architecture ({str(exc).splitlines()[0]})") from None
     return model.to(device).eval(), meta
+
+
+def load_or_build(source: str | os.PathLike) -> tuple[nn.Module, dict, bool]:
+    """(model, sidecar, trained): the weights of `source` (as `load_weights`), or, when `source` names an
+    architecture that no shipped model is named after, that architecture untrained (seeded, the global RNG
+    untouched): speed does not depend on the weights, and the app and the demo run before any training."""
+    if str(source) in MODELS and str(source) not in shipped_names():
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            return build_model(str(source)).eval(), {}, False
+    model, meta = load_weights(source)
+    return model, meta, True

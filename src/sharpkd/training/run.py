@@ -19,7 +19,7 @@ from lightning.pytorch.callbacks import (EarlyStopping, LearningRateMonitor, Mod
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from ..errors import SharpkdError
-from ..sysinfo import cpu_name
+from .. import sysinfo
 from ..models import SelfEnsemble, build_model, count_parameters, load_weights, resolve_weights, save_weights
 from .config import OVERRIDABLE, load_recipe
 from .datamodule import DeblurDataModule
@@ -76,9 +76,7 @@ def git_commit() -> str | None:
 
 
 def hardware() -> str:
-    cpu = cpu_name()
-    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return f"{cpu}, {torch.get_num_threads()} threads{gpu}"
+    return sysinfo.describe()
 
 
 def total_wall(history: list[dict]) -> float | None:

@@ -1,0 +1,153 @@
+"""The ONNX side of inference: a model's graph with dynamic height and width (`export_onnx`), the cache of the
+graphs the onnx backend runs (`onnx_bytes_for`), and `OnnxBackend`, an onnxruntime session.
+
+Two graphs come out of one model:
+- standalone (what `sharpkd export` writes): any H, W >= 3; the model pads to its multiple and crops inside
+  the graph, as in PyTorch;
+- core (what the onnx backend of `Sharpener` runs): H, W must be multiples of the model's `multiple` and the
+  caller pads; without the pad/crop copies it is a few ms faster per 720p frame.
+
+`sharpener` (running models) and `export` (writing and checking ONNX files) both build on this module; it
+imports neither."""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import SharpkdError
+from ..fileio import write_bytes
+from ..sysinfo import physical_cores
+
+log = logging.getLogger("sharpkd")
+OPSET = 18
+
+
+class CoreNet(nn.Module):
+    """A RestorationNet without its pad/crop: input H and W must be multiples of `multiple`."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+        self.multiple = getattr(net, "multiple", 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raw = self.net.body(x)
+        if getattr(self.net, "residual", False):
+            return (x + raw).clamp(0, 1)
+        return torch.sigmoid(raw)
+
+
+@contextlib.contextmanager
+def quiet():
+    """torch.onnx and onnxruntime.quantization print progress lines and warnings meant for developers."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export", "onnxscript")]
+    loggers.append(logging.getLogger())  # onnxruntime.quantization warns on the root logger
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, lv in zip(loggers, levels):
+            lg.setLevel(lv)
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike | None = None, standalone: bool = True,
+                opset: int = OPSET) -> bytes:
+    """Export to ONNX (opset >= 17) with dynamic H and W; returns the model bytes and writes `path` if given
+    (atomically). Metadata: arch, multiple, standalone."""
+    import onnx
+
+    model = model.float().eval().to(memory_format=torch.contiguous_format)
+    multiple = getattr(model, "multiple", 4)
+    if standalone:
+        net, example = model, torch.rand(1, 3, 8 * multiple + 3, 12 * multiple + 1)
+        dims = {2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}
+    else:
+        net, example = CoreNet(model).eval(), torch.rand(1, 3, 8 * multiple, 12 * multiple)
+        dims = {2: multiple * torch.export.Dim("hblocks", min=1, max=16384 // multiple),
+                3: multiple * torch.export.Dim("wblocks", min=1, max=16384 // multiple)}
+    try:
+        with quiet(), torch.no_grad():
+            program = torch.onnx.export(net, (example,), dynamo=True, opset_version=opset, input_names=["image"],
+                                        output_names=["sharpened"], dynamic_shapes={"x": dims}, verbose=False)
+    except Exception as exc:  # the exporter's own error types
+        raise SharpkdError(f"ONNX export failed: {str(exc).splitlines()[0]}") from exc
+    proto = program.model_proto
+    props = {"arch": getattr(model, "arch_name", type(model).__name__), "multiple": str(multiple),
+             "standalone": str(standalone).lower(), "producer": "sharpkd"}
+    for k, v in props.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, v
+    proto.graph.input[0].type.tensor_type.shape.dim[2].dim_param = "height"
+    proto.graph.input[0].type.tensor_type.shape.dim[3].dim_param = "width"
+    data = proto.SerializeToString()
+    onnx.checker.check_model(onnx.load_from_string(data))
+    if path is not None:
+        write_bytes(path, data)
+    return data
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("SHARPKD_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "sharpkd")
+    return Path(base) / "onnx"
+
+
+def onnx_bytes_for(model: nn.Module, cache_key: str | None = None) -> bytes:
+    """The core ONNX graph of `model`, from the cache when its weights were exported before."""
+    if cache_key:
+        cached = cache_dir() / f"{cache_key[:24]}-{torch.__version__.split('+')[0]}-core.onnx"
+        if cached.is_file():
+            return cached.read_bytes()
+    data = export_onnx(model, standalone=False)
+    if cache_key:
+        try:
+            write_bytes(cached, data)
+        except OSError as exc:  # a read-only home is no reason to fail
+            log.debug("could not cache %s: %s", cached, exc)
+    return data
+
+
+class OnnxBackend:
+    """onnxruntime on a `.onnx` file or bytes (see `export_onnx`): all graph optimisations, one intra-op thread
+    per physical core unless `threads` says otherwise."""
+
+    name = "onnx"
+
+    def __init__(self, model: str | os.PathLike | bytes, threads: int | None = None, multiple: int | None = None):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.intra_op_num_threads = threads or physical_cores()
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        src = model if isinstance(model, bytes) else str(model)
+        try:
+            self.session = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            label = "model bytes" if isinstance(model, bytes) else str(model)
+            raise SharpkdError(f"{label}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from None
+        props = self.session.get_modelmeta().custom_metadata_map
+        self.meta = dict(props)
+        self.multiple = multiple or int(props.get("multiple", 8))
+        self.input_name = self.session.get_inputs()[0].name
+        self.threads = so.intra_op_num_threads
+
+    def describe(self) -> str:
+        return "onnxruntime"
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
