@@ -1,12 +1,11 @@
 """Write each shipped model's evaluation (`sharpkd evaluate`'s report.json on the degradation preset it was
 trained on) into its JSON sidecar.
 
-    python scripts/annotate_sidecars.py seed=reports/faces_seed/report.json videocall=reports/faces_videocall/report.json
+    python scripts/annotate_sidecars.py seed=reports/faces_seed/report.json
 """
 import json
 import sys
 
-from sharpkd.evaluation.report import LABELS
 from sharpkd.models.weights import shipped_names, shipped_weights_path, sidecar_path
 
 reports = dict(arg.split("=", 1) for arg in sys.argv[1:])
@@ -20,7 +19,7 @@ for name in shipped_names():
         continue
     report = json.load(open(reports[preset]))
     rows = {r["method"]: r for r in report["rows"]}
-    row, blurry = rows.get(LABELS.get(name, name)), rows["Blurry input"]
+    row, blurry = rows.get(name), rows["Blurry input"]  # report rows are named as in --models
     if row is None:
         continue
     meta["evaluation"] = {"command": f"sharpkd evaluate --data ../shared/data/faces --preset {preset} --models ...",

@@ -13,7 +13,8 @@ from .errors import SharpkdError
 
 log = logging.getLogger("sharpkd")
 
-SIGTERM_AS_INTERRUPT = ("sharpen", "video", "make-pairs", "live")  # commands that undo their work in hand on Ctrl-C
+# commands that undo their work in hand on SIGTERM as on Ctrl-C (serve: Gradio closes and deletes its files)
+SIGTERM_AS_INTERRUPT = ("sharpen", "video", "make-pairs", "live", "serve")
 
 
 class Terminated(KeyboardInterrupt):
@@ -315,7 +316,7 @@ def _add_training_args(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--schedule", choices=("plateau", "cosine"),
                    help="LR schedule: plateau (the recipes': halve on a val SSIM plateau) or cosine (from --lr "
                         "to min_lr over --max-epochs)")
-    p.add_argument("--precision", help="bf16-mixed (default on CPU), 32-true, 16-mixed ...")
+    p.add_argument("--precision", help="auto (the recipes': bf16-mixed where the hardware has native bf16, else 32-true), bf16-mixed, 32-true ...")
     p.add_argument("--accelerator", default="auto")
     p.add_argument("--devices", default="auto")
     p.add_argument("--strategy", default="auto")

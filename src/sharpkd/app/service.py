@@ -4,6 +4,8 @@ the library's checks, optionally blur it, run teacher and student, time them and
 The UI (`ui.py`) and the HTTP API (Gradio's endpoints on the same functions) both call `AppService`."""
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import math
 import os
@@ -19,7 +21,8 @@ import torch
 from ..data.degradations import GaussianBlur, MotionBlur, Pipeline
 from ..data.io import DEFAULT_MAX_PIXELS, decode_image, write_image
 from ..errors import BadImageError, SharpkdError
-from ..metrics import psnr, ssim
+from ..inference.sharpener import DEFAULT_TILE_OVERLAP
+from ..metrics import BORDER, psnr, ssim
 from ..models import count_macs
 from ..models.weights import load_or_build, model_name, resolve_weights
 
@@ -29,6 +32,13 @@ MODEL_ROLES = ("teacher", "student")
 BLUR_KINDS = ("Gaussian", "Motion")
 EXAMPLES = ("astronaut", "coffee", "chelsea")  # scikit-image sample photos: no files shipped, no download
 STRENGTH_RANGE = (1.0, 10.0)
+# Memory per request: images above APP_TILE_PIXELS go through the models in APP_TILE tiles (the CLI's tiling);
+# blur and scores run in strips of about STRIP_PIXELS; one image above LARGE_PIXELS is processed at a time.
+APP_TILE = 512
+APP_TILE_PIXELS = 1_000_000  # a 720p frame (0.92 MP) still runs in one pass
+STRIP_PIXELS = 1_000_000
+BLUR_CONTEXT = 32  # rows around a blur strip: more than the largest kernel's half-width (sigma 3: 9 px; 15 px motion: 8)
+LARGE_PIXELS = 4_000_000
 
 
 @dataclass
@@ -43,9 +53,10 @@ class LoadedModel:
     weights_path: Path | None = None
 
     def sharpen(self, rgb: np.ndarray) -> tuple[np.ndarray, float]:
-        """uint8 HxWx3 -> (uint8 HxWx3, latency in ms)."""
+        """uint8 HxWx3 -> (uint8 HxWx3, latency in ms); above APP_TILE_PIXELS in tiles (`sharpen_in_tiles`)."""
         t0 = time.perf_counter()
-        out = self.sharpener.sharpen(rgb)
+        h, w = rgb.shape[:2]
+        out = sharpen_in_tiles(self.sharpener, rgb) if h * w > APP_TILE_PIXELS else self.sharpener.sharpen(rgb)
         return out, (time.perf_counter() - t0) * 1000.0
 
 
@@ -77,19 +88,84 @@ def blur(rgb: np.ndarray, kind: str, strength: float) -> tuple[np.ndarray, dict]
         op, step = {"op": "MotionBlur", "length": round(1.5 * s, 3), "angle": 0.0}, MotionBlur()
     else:
         raise SharpkdError(f"unknown blur {kind!r}; choose from {', '.join(BLUR_KINDS)}")
-    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255.0
-    y = Pipeline(step).apply(x, [[op]])[0]
-    return (y.permute(1, 2, 0) * 255 + 0.5).to(torch.uint8).numpy(), op
+    # In strips of rows with BLUR_CONTEXT rows of real image around each: the same pixels as one pass, in the
+    # memory of a strip.
+    out = np.empty_like(rgb)
+    pipeline, rows = Pipeline(step), _strip_rows(rgb)
+    for r0 in range(0, rgb.shape[0], rows):
+        r1 = min(rgb.shape[0], r0 + rows)
+        c0, c1 = max(0, r0 - BLUR_CONTEXT), min(rgb.shape[0], r1 + BLUR_CONTEXT)
+        y = pipeline.apply(_tensor(rgb[c0:c1]), [[op]])[0]
+        out[r0:r1] = (y.permute(1, 2, 0)[r0 - c0:r1 - c0] * 255 + 0.5).to(torch.uint8).numpy()
+    return out, op
 
 
 def _tensor(rgb: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255.0
+    return torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].float() / 255.0  # a copy: uploads are read-only
 
 
-def quality(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
-    """SSIM and PSNR (dB) of uint8 images, through sharpkd.metrics (the numbers of the evaluation)."""
-    p, t = _tensor(pred), _tensor(target)
-    return {"ssim": round(float(ssim(p, t)), 4), "psnr": round(float(psnr(p, t)), 2)}
+def _strip_rows(rgb: np.ndarray) -> int:
+    return max(32, STRIP_PIXELS // max(1, rgb.shape[1]))
+
+
+def quality(pred: np.ndarray, target: np.ndarray) -> dict[str, float | None]:
+    """SSIM and PSNR (dB) of uint8 images, through sharpkd.metrics (the numbers of the evaluation), computed in
+    strips of rows so that memory stays bounded: SSIM's mean over the image less its 5-pixel border is the
+    row-weighted mean of the strips' (each strip read with 5 rows of context), PSNR comes from the summed
+    squared error. SSIM is None for an image too small for its 11x11 window (under 6 pixels on a side)."""
+    h, w = pred.shape[:2]
+    rows = _strip_rows(pred)
+    sq_err = 0.0
+    for r0 in range(0, h, rows):
+        r1 = min(h, r0 + rows)
+        mse = 10 ** (-float(psnr(_tensor(pred[r0:r1]), _tensor(target[r0:r1]))) / 10)
+        sq_err += mse * (r1 - r0) * w
+    db = 10 * math.log10(1 / max(sq_err / (h * w), 1e-10))
+    if min(h, w) <= BORDER:
+        return {"ssim": None, "psnr": round(db, 2)}
+    if h <= 2 * BORDER:  # no border to leave out (metrics.ssim averages the whole map)
+        return {"ssim": round(float(ssim(_tensor(pred), _tensor(target))), 4), "psnr": round(db, 2)}
+    total = 0.0
+    for r0 in range(BORDER, h - BORDER, rows):
+        r1 = min(h - BORDER, r0 + rows)
+        part = slice(r0 - BORDER, r1 + BORDER)
+        total += float(ssim(_tensor(pred[part]), _tensor(target[part]))) * (r1 - r0)
+    return {"ssim": round(total / (h - 2 * BORDER), 4), "psnr": round(db, 2)}
+
+
+def sharpen_in_tiles(sharpener, rgb: np.ndarray, tile: int | None = None,
+                     overlap: int = DEFAULT_TILE_OVERLAP) -> np.ndarray:
+    """`sharpener.sharpen(rgb)` tile by tile, on the grid of the CLI's tiling (`Sharpener.run_tiled`: tiles of
+    `tile` (default APP_TILE) output pixels aligned to the model's multiple, `overlap` pixels of context), so the pixels are those of
+    `sharpkd sharpen --tile`; only one tile's floats exist at a time, so memory grows with the tile, not the image."""
+    m, tile = getattr(sharpener, "multiple", None), tile or APP_TILE
+    h, w = rgb.shape[:2]
+    if m is None or max(h, w) <= tile:
+        return sharpener.sharpen(rgb)
+    from ..inference.sharpener import tile_windows
+
+    out = np.empty_like(rgb)
+    for (y0, y1, x0, x1), (sy0, sy1, sx0, sx1) in tile_windows(h, w, tile, overlap, m):
+        res = sharpener.sharpen(np.ascontiguousarray(rgb[sy0:sy1, sx0:sx1]), tile=0)
+        out[y0:y1, x0:x1] = res[y0 - sy0:y1 - sy0, x0 - sx0:x1 - sx0]
+    return out
+
+
+def release_memory() -> None:
+    """Give freed heap memory back to the system (glibc keeps it otherwise: the process would stay at its peak
+    after one large image). A no-op where there is no glibc."""
+    global _libc
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL("libc.so.6")
+            _libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):
+            _libc = False
+    if _libc:
+        _libc.malloc_trim(0)
+
+
+_libc = None
 
 
 def example_images(folder: str | os.PathLike | None = None) -> list[str]:
@@ -118,6 +194,18 @@ class AppService:
         self.models = {"teacher": load_model("teacher", teacher), "student": load_model("student", student)}
         self._info: list[dict] | None = None
         self._lock = threading.Lock()
+        self._large = threading.BoundedSemaphore(1)  # one image above LARGE_PIXELS at a time; the others wait
+
+    @contextlib.contextmanager
+    def job(self, rgb: np.ndarray):
+        """Hold for the work on one image: a large one waits for the large one in hand; the memory a job used is
+        given back to the system when it is done."""
+        large = rgb.shape[0] * rgb.shape[1] > LARGE_PIXELS
+        try:
+            with self._large if large else contextlib.nullcontext():
+                yield
+        finally:
+            release_memory()
 
     # ---------------------------------------------------------------------------------------------- images
     def decode(self, source: str | os.PathLike | bytes | None, name: str | None = None) -> np.ndarray:
@@ -151,17 +239,18 @@ class AppService:
         h, w = original.shape[:2]
         report: dict = {"width": w, "height": h, "blur": None}
         inp = original
-        if simulate_blur:
-            inp, op = blur(original, blur_kind, strength)
-            report["blur"] = op
-            report["input"] = quality(inp, original)
-        outputs = {}
-        for role in MODEL_ROLES:
-            out, ms = self.sharpen(inp, role)
-            outputs[role] = out
-            report[role] = {"latency_ms": round(ms, 1), "trained": self.models[role].trained}
+        with self.job(original):
             if simulate_blur:
-                report[role].update(quality(out, original))
+                inp, op = blur(original, blur_kind, strength)
+                report["blur"] = op
+                report["input"] = quality(inp, original)
+            outputs = {}
+            for role in MODEL_ROLES:
+                out, ms = self.sharpen(inp, role)
+                outputs[role] = out
+                report[role] = {"latency_ms": round(ms, 1), "trained": self.models[role].trained}
+                if simulate_blur:
+                    report[role].update(quality(out, original))
         return {"original": original, "input": inp, **outputs, "report": report}
 
     # ---------------------------------------------------------------------------------------------- models

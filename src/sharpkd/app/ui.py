@@ -21,6 +21,11 @@ log = logging.getLogger("sharpkd")
 DEFAULT_CONCURRENCY = 2  # image requests run at the same time (2 CPU cores); the rest wait in the queue
 WEBCAM_CONCURRENCY = 4  # webcam sessions served at once (the student is small)
 QUEUE_SIZE = 64
+# Files the server writes (uploads, results) are deleted KEEP_FILES_S after they were written, checked every
+# DELETE_EVERY_S (and all of them when it stops); no session keeps images in memory, and at most SESSIONS
+# sessions are remembered: the server's disk and memory stay bounded however long it runs.
+DELETE_EVERY_S, KEEP_FILES_S = 300, 900
+SESSIONS = 256
 WEBCAM_SECONDS = 600  # a webcam stream stops after this long; press record again to go on
 WEBCAM_SIZE = (640, 480)  # asked of the camera: a video call's frame, and real time on a laptop CPU
 # The browser sends the newest camera frame this often, whether or not the last result is back (Gradio's
@@ -58,16 +63,20 @@ def _metrics_markdown(report: dict) -> str:
             f"motion, {op['length']:g} px at {op['angle']:g} deg"
         lines.append(f"Simulated blur: {desc}. Scores against the original sharp image:")
         lines.append("\n| | SSIM | PSNR (dB) | latency (ms) |\n|---|---|---|---|")
-        lines.append(f"| blurry input | {report['input']['ssim']:.4f} | {report['input']['psnr']:.2f} | |")
+        lines.append(f"| blurry input | {_score(report['input']['ssim'])} | {report['input']['psnr']:.2f} | |")
         for role in MODEL_ROLES:
             r = report[role]
-            lines.append(f"| {role} | {r['ssim']:.4f} | {r['psnr']:.2f} | {r['latency_ms']:.0f} |")
+            lines.append(f"| {role} | {_score(r['ssim'])} | {r['psnr']:.2f} | {r['latency_ms']:.0f} |")
     else:
         lines.append(" | ".join(f"{role}: {report[role]['latency_ms']:.0f} ms" for role in MODEL_ROLES) +
                      " (no reference: switch on *simulate blur* with a sharp photo to score the outputs)")
     if not all(report[role]["trained"] for role in MODEL_ROLES):
         lines.append("\n*Untrained weights are being served: outputs are not meaningful yet (see the Models tab).*")
     return "\n".join(lines)
+
+
+def _score(ssim: float | None) -> str:
+    return "-" if ssim is None else f"{ssim:.4f}"  # an image under 6 pixels on a side has no SSIM
 
 
 def _models_markdown(info: list[dict]) -> str:
@@ -136,8 +145,7 @@ def build_app(service: AppService, examples_dir: str | os.PathLike | None = None
             _fail(exc)
         rep = res["report"]
         role = slider_role if slider_role in MODEL_ROLES else "student"
-        return (res["input"], res["teacher"], res["student"], (res["input"], res[role]), rep,
-                _metrics_markdown(rep), {"input": res["input"], "teacher": res["teacher"], "student": res["student"]})
+        return (res["input"], res["teacher"], res["student"], (res["input"], res[role]), rep, _metrics_markdown(rep))
 
     def relabel(rep):
         """Latencies into the image labels (a UI-only step, so that API clients get plain images)."""
@@ -147,15 +155,18 @@ def build_app(service: AppService, examples_dir: str | os.PathLike | None = None
                 gr.Image(label=f"Teacher: {rep['teacher']['latency_ms']:.0f} ms"),
                 gr.Image(label=f"Student: {rep['student']['latency_ms']:.0f} ms"))
 
-    def reslide(role, last):
-        if not last:
+    def reslide(role, inp, teacher, student):
+        """The slider from the images on the page (read back from the server's files): no session state."""
+        out = teacher if role == "teacher" else student
+        if inp is None or out is None:
             return gr.skip()
-        return (last["input"], last[role if role in MODEL_ROLES else "student"])
+        return (inp, out)
 
     def sharpen_one(file, role):
         try:
             rgb = service.decode(_upload_path(file), name=Path(_upload_path(file) or "upload").name)
-            out, ms = service.sharpen(rgb, role or "student")
+            with service.job(rgb):
+                out, ms = service.sharpen(rgb, role or "student")
         except SharpkdError as exc:
             _fail(exc)
         h, w = out.shape[:2]
@@ -181,7 +192,7 @@ def build_app(service: AppService, examples_dir: str | os.PathLike | None = None
 
     info = service.model_info()
     untrained = [m["model"] for m in info if m["status"] != "trained"]
-    with gr.Blocks(title="sharpkd") as demo:
+    with gr.Blocks(title="sharpkd", delete_cache=(DELETE_EVERY_S, KEEP_FILES_S)) as demo:
         gr.Markdown(INTRO + (f"\n\n**Warning:** no trained weights for {' and '.join(untrained)}: serving "
                              "untrained models." if untrained else ""))
         with gr.Tab("Image", id="image"):
@@ -210,9 +221,8 @@ def build_app(service: AppService, examples_dir: str | os.PathLike | None = None
                                             elem_id="slider")
                     with gr.Accordion("Report (JSON)", open=False):
                         report = gr.JSON(label="report")
-            last = gr.State()
             ins = [upload, simulate, kind, strength, slider_role]
-            outs = [in_img, t_img, s_img, slider, report, metrics_md, last]
+            outs = [in_img, t_img, s_img, slider, report, metrics_md]
             run_btn.click(compare, ins, outs, api_name="compare",
                           api_description="Sharpen an image with teacher and student (optionally blurring it "
                                           "first); returns input, teacher, student, slider pair, report, summary"
@@ -221,7 +231,7 @@ def build_app(service: AppService, examples_dir: str | os.PathLike | None = None
             upload.change(lambda f, *rest: compare(f, *rest) if f else (gr.skip(),) * len(outs), ins, outs,
                           api_visibility="private"
                           ).success(relabel, [report], [in_img, t_img, s_img], api_visibility="private", queue=False)
-            slider_role.change(reslide, [slider_role, last], [slider], api_visibility="private")
+            slider_role.change(reslide, [slider_role, in_img, t_img, s_img], [slider], api_visibility="private")
 
         with gr.Tab("Webcam", id="webcam"):
             gr.Markdown("Allow the camera and press **record**: frames go through the student as they arrive "
@@ -284,4 +294,15 @@ def serve(host: str = "127.0.0.1", port: int = 7860, teacher: str | None = None,
              service.models["teacher"].source, service.models["student"].source,
              f"{max_pixels / 1e6:g} MP" if max_pixels else "none")
     demo.launch(server_name=host, server_port=port, show_error=True, max_file_size=f"{int(max_file_mb)}mb",
-                allowed_paths=demo.sharpkd_allowed_paths, css=CSS, ssr_mode=False, quiet=False, inbrowser=False)
+                allowed_paths=demo.sharpkd_allowed_paths, css=CSS, ssr_mode=False, quiet=False, inbrowser=False,
+                state_session_capacity=SESSIONS, prevent_thread_lock=True)
+    keep_launch_files(demo)
+    demo.block_thread()  # until Ctrl-C or SIGTERM: then Gradio closes and deletes the files it served
+
+
+def keep_launch_files(demo: gr.Blocks) -> None:
+    """Gradio's cache cleaning (`delete_cache`) would also delete the copies it made at launch of the examples and
+    the training curves, which the page goes on using: every file the app has written by now is kept."""
+    for block in demo.blocks.values():
+        if getattr(block, "temp_files", None):
+            block.keep_in_cache.update(block.temp_files)

@@ -39,6 +39,20 @@ def pad_array(x: np.ndarray, multiple: int) -> np.ndarray:
     return np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode=mode)
 
 
+def tile_windows(h: int, w: int, tile: int, overlap: int, multiple: int) -> Iterator[tuple[tuple, tuple]]:
+    """Each tile's output window (y0, y1, x0, x1) and the input window around it with `overlap` pixels of
+    context (sy0, sy1, sx0, sx1). Tile size and overlap are rounded up to `multiple`, so tile origins fall on
+    the model's pooling grid and a tiled result equals the untiled one away from the image border."""
+    tile = max(multiple, -(-tile // multiple) * multiple)
+    overlap = -(-max(overlap, 0) // multiple) * multiple
+    for y0 in range(0, h, tile):
+        y1 = min(h, y0 + tile)
+        for x0 in range(0, w, tile):
+            x1 = min(w, x0 + tile)
+            yield (y0, y1, x0, x1), (max(0, y0 - overlap), min(h, y1 + overlap), max(0, x0 - overlap),
+                                     min(w, x1 + overlap))
+
+
 class TorchBackend:
     """PyTorch, channels-last. `precision='bf16'` runs under bfloat16 autocast (faster on CPUs with bf16
     support, about 1/255 away from fp32 on outputs); the default is fp32."""
@@ -132,19 +146,10 @@ class Sharpener:
     def run_tiled(self, x: np.ndarray, tile: int, overlap: int) -> np.ndarray:
         """As `run_array`, in tiles of `tile` output pixels with `overlap` pixels of context on each side.
         Tile origins are aligned to the model's multiple so that its pooling grid is the same as untiled."""
-        m = self.multiple
-        tile = max(m, -(-tile // m) * m)
-        overlap = -(-max(overlap, 0) // m) * m
-        h, w = x.shape[-2:]
         out = np.empty(x.shape, dtype=np.float32)
-        for y0 in range(0, h, tile):
-            y1 = min(h, y0 + tile)
-            sy0, sy1 = max(0, y0 - overlap), min(h, y1 + overlap)
-            for x0 in range(0, w, tile):
-                x1 = min(w, x0 + tile)
-                sx0, sx1 = max(0, x0 - overlap), min(w, x1 + overlap)
-                res = self.run_array(np.ascontiguousarray(x[..., sy0:sy1, sx0:sx1]))
-                out[..., y0:y1, x0:x1] = res[..., y0 - sy0:y1 - sy0, x0 - sx0:x1 - sx0]
+        for (y0, y1, x0, x1), (sy0, sy1, sx0, sx1) in tile_windows(*x.shape[-2:], tile, overlap, self.multiple):
+            res = self.run_array(np.ascontiguousarray(x[..., sy0:sy1, sx0:sx1]))
+            out[..., y0:y1, x0:x1] = res[..., y0 - sy0:y1 - sy0, x0 - sx0:x1 - sx0]
         return out
 
     # ------------------------------------------------------------------------------------------- images

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader, RandomSampler, Sampler
 
 from ..data.datasets import (DegradeCollate, FixedPairs, PairedFolder, PairTensors, SharpCrops,
                              find_pair_folders, fixed_pair_tensors, load_images, paired_files, split_folder)
@@ -18,6 +18,23 @@ from ..data.degradations import build_degradation
 from ..errors import SharpkdError
 
 log = logging.getLogger("sharpkd")
+
+
+class EpochSampler(Sampler[int]):
+    """`num_samples` indices drawn afresh each epoch from `n` items, exactly as `RandomSampler` draws them.
+
+    Not a `RandomSampler` on purpose: with several processes (--devices N) Lightning replaces a RandomSampler by
+    a DistributedSampler over the whole dataset, and an epoch would become every fixed pair instead of
+    epoch_size; a sampler of its own is wrapped instead, each process taking its share of these indices."""
+
+    def __init__(self, n: int, num_samples: int):
+        self.inner = RandomSampler(range(n), num_samples=num_samples)
+
+    def __iter__(self):
+        return iter(self.inner)
+
+    def __len__(self) -> int:
+        return len(self.inner)
 
 
 class DeblurDataModule(L.LightningDataModule):
@@ -83,7 +100,7 @@ class DeblurDataModule(L.LightningDataModule):
     def train_dataloader(self):
         w, bs = self.kw["num_workers"], self.kw["batch_size"]
         if self.fixed_pairs:  # an epoch is epoch_size pairs drawn afresh from the fixed set
-            sampler = RandomSampler(self.train_set, num_samples=self.kw["epoch_size"])
+            sampler = EpochSampler(len(self.train_set), num_samples=self.kw["epoch_size"])
             return DataLoader(self.train_set, batch_size=bs, sampler=sampler, num_workers=w,
                               drop_last=self.kw["epoch_size"] >= bs,
                               persistent_workers=w > 0)

@@ -98,7 +98,8 @@ class RestorationModule(L.LightningModule):
         if not torch.isfinite(loss):
             raise NonFiniteError(f"training loss became non-finite at step {self.global_step}: stopped "
                                  "(the last good checkpoint is kept; try --precision 32-true)")
-        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(blurry))
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(blurry),
+                 sync_dist=True)
         return loss
 
     def on_before_optimizer_step(self, optimizer):
@@ -115,7 +116,7 @@ class RestorationModule(L.LightningModule):
             self._val_teacher[batch_idx] = self._teacher(blurry)
         self.log_dict({"val_loss": self._loss(pred, sharp, self._val_teacher[batch_idx]), "val_ssim": ssim(pred, sharp),
                        "val_psnr": psnr(pred, sharp), "val_mae": mae(pred, sharp)},
-                      on_epoch=True, prog_bar=False, batch_size=n)
+                      on_epoch=True, prog_bar=False, batch_size=n, sync_dist=True)  # all processes' pairs
 
     def configure_optimizers(self):
         opt = torch.optim.Adam(self.model.parameters(), lr=self.lr)

@@ -17,8 +17,10 @@ import torch
 from lightning.pytorch.callbacks import (EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar,
                                          TQDMProgressBar)
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from ..errors import SharpkdError
+from ..fileio import atomic_path, write_text
 from .. import sysinfo
 from ..models import SelfEnsemble, build_model, count_parameters, load_weights, resolve_weights, save_weights
 from .config import OVERRIDABLE, load_recipe
@@ -85,32 +87,71 @@ def total_wall(history: list[dict]) -> float | None:
     return None if not walls or None in walls else round(sum(walls), 1)
 
 
+def earlier_run(out: Path) -> str | None:
+    """What an earlier run left in `out` (None if nothing): its weights, checkpoints or epoch logs."""
+    if (out / "model.safetensors").exists():
+        return "a finished run (model.safetensors)"
+    ckpts = sorted(p.name for p in (out / "checkpoints").glob("*.ckpt"))
+    logs = [p.name for p in log_folders(out) if (p / "metrics.csv").is_file()]
+    if ckpts or logs:
+        return f"an unfinished run ({', '.join((ckpts + logs)[:3])}{', ...' if len(ckpts + logs) > 3 else ''})"
+    return None
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint to resume from; a damaged one is a one-line error that names an earlier one that loads."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError ... for a damaged file
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+    others = sorted((p for p in path.parent.glob("*.ckpt") if p != path), key=lambda p: p.stat().st_mtime,
+                    reverse=True)
+    for other in others:
+        try:
+            epoch = torch.load(other, map_location="cpu", weights_only=True)["epoch"] + 1
+        except Exception:  # damaged too: try the next
+            continue
+        raise SharpkdError(f"--resume: {path} is damaged ({reason}); {other.name} loads (after epoch {epoch}): "
+                           f"copy it to {path} and resume again to continue from there")
+    raise SharpkdError(f"--resume: {path} is damaged ({reason}) and no other checkpoint in {path.parent} loads; "
+                       "start over with --overwrite")
+
+
 def run_training(recipe_name: str, args) -> int:
     overrides = {k: getattr(args, k, None) for k in OVERRIDABLE}
     recipe = load_recipe(recipe_name, args.config, overrides)
     out = Path(args.out)
     ckpt_dir = out / "checkpoints"
     resume = ckpt_dir / "last.ckpt" if args.resume else None
+    # With several processes (--devices N), the others run this function too: only rank 0 checks the folder
+    # (the others start once it has written its first files) and only it deletes or writes.
+    rank_zero = rank_zero_only.rank == 0
     if resume and not resume.is_file():
         raise SharpkdError(f"--resume: no checkpoint at {resume}")
     init = getattr(args, "init_weights", None)
     if resume and init:
         raise SharpkdError("--resume and --init-weights exclude each other: a resumed run keeps its own weights")
+    if resume and getattr(args, "overwrite", False):
+        raise SharpkdError("--resume and --overwrite exclude each other: continue the run, or start it over")
     if resume:  # the LR schedule's saved state only fits the same kind of schedule
-        kind = saved_schedule(torch.load(resume, map_location="cpu", weights_only=True))
+        kind = saved_schedule(load_checkpoint(resume))
         if kind != recipe["schedule"]:
             raise SharpkdError(f"--resume: {out} was trained with the {kind} LR schedule; pass --schedule {kind}")
-    if not resume and (out / "model.safetensors").exists():
-        log.warning("%s already holds a finished run: its files will be replaced", out)
+    if not resume and rank_zero and out.exists() and not out.is_dir():
+        raise SharpkdError(f"--out {out}: exists and is not a folder")
+    if not resume and rank_zero and not getattr(args, "overwrite", False) and (found := earlier_run(out)):
+        raise SharpkdError(f"{out} already holds {found}: pass --resume to continue it, --overwrite to delete it "
+                           "and start over, or another --out")
     L.seed_everything(recipe["seed"], workers=True, verbose=False)
     # Each (re)start logs to its own CSV folder (Lightning would overwrite); the epoch table merges them.
     previous_logs = [p / "metrics.csv" for p in log_folders(out) if (p / "metrics.csv").is_file()] if resume else []
     log_version = f"logs_resumed{len(previous_logs)}" if resume else "logs"
-    if not resume:  # a fresh run: nothing of an earlier run in this folder may mix with it
+    if not resume and rank_zero:  # a fresh run (--overwrite): nothing of an earlier run here may mix with it
         for old in [ckpt_dir, out / "tb", *out.glob("logs*")]:
             shutil.rmtree(old, ignore_errors=True)
-        (out / SITTINGS).unlink(missing_ok=True)
-        (out / INIT_WEIGHTS).unlink(missing_ok=True)
+        for name in (SITTINGS, INIT_WEIGHTS, "model.safetensors", "model.json", "metrics.csv", "curves.png",
+                     "epochs.md"):
+            (out / name).unlink(missing_ok=True)
     command = "sharpkd " + " ".join(shlex.quote(a) for a in getattr(args, "argv", sys.argv[1:]))
 
     teacher, teacher_meta = None, {}
@@ -134,9 +175,8 @@ def run_training(recipe_name: str, args) -> int:
                      "history": start_meta.get("history")}  # how the starting weights were trained
     if resume and (out / INIT_WEIGHTS).is_file():  # a resumed --init-weights run keeps what it started from
         init_meta = json.loads((out / INIT_WEIGHTS).read_text())
-    elif init_meta:  # (--init-weights excludes --resume: a fresh run)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / INIT_WEIGHTS).write_text(json.dumps(init_meta, indent=2) + "\n")
+    elif init_meta and rank_zero:  # (--init-weights excludes --resume: a fresh run)
+        write_text(out / INIT_WEIGHTS, json.dumps(init_meta, indent=2) + "\n")
     data = DeblurDataModule(args.data, preset=recipe["preset"], crop=recipe["crop"],
                             batch_size=recipe["batch_size"], epoch_size=recipe["epoch_size"],
                             val_size=recipe["val_size"], seed=recipe["seed"], limit_images=recipe["limit_images"],
@@ -181,10 +221,12 @@ def run_training(recipe_name: str, args) -> int:
     rows = epoch_rows([p for p in [*previous_logs, out / log_version / "metrics.csv"] if p.is_file()])
     best_epoch = state["epoch"] + 1
     best_row = next((r for r in rows if r["epoch"] == best_epoch), {})
-    write_metrics_csv(rows, out / "metrics.csv")
+    with atomic_path(out / "metrics.csv") as tmp:
+        write_metrics_csv(rows, tmp)
     title = f"{recipe_name} ({count_parameters(model):,} parameters)"
-    plot_curves(rows, out / "curves.png", title)
-    (out / "epochs.md").write_text(f"# {title}\n\n{epoch_table(rows, best_epoch)}")
+    with atomic_path(out / "curves.png") as tmp:
+        plot_curves(rows, tmp, title)
+    write_text(out / "epochs.md", f"# {title}\n\n{epoch_table(rows, best_epoch)}")
     history = sitting_history(out)
     save_weights(model, out / "model.safetensors", recipe=Path(recipe["recipe"]).stem,  # the YAML, --config too
                  data={**data.info, "epoch_size": recipe["epoch_size"], "crop": recipe["crop"]},

@@ -13,10 +13,12 @@ import time
 from pathlib import Path
 
 import torch
+from filelock import FileLock, Timeout
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..data import to_uint8
+from ..fileio import atomic_path
 from ..models import SelfEnsemble
 
 log = logging.getLogger("sharpkd")
@@ -50,17 +52,27 @@ def cached_teacher_outputs(teacher: nn.Module, weights_file: str | os.PathLike, 
     ensemble = [f"tta{tta}".encode()] if tta > 1 else []  # (the key of a plain teacher's file is unchanged)
     key = _digest(Path(weights_file).read_bytes(), blurry.numpy().tobytes(), *ensemble)
     path = Path(cache_dir) / f"teacher-{key}.safetensors"
-    if path.is_file():
-        out = load_file(str(path))["teacher"]
-        if out.shape == blurry.shape and out.dtype == torch.uint8:
-            log.info("teacher outputs: read %d from %s", len(out), path)
-            return out
-    started = time.time()
-    out = teacher_outputs(teacher, blurry)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file({"teacher": out}, str(tmp),
-              metadata={"weights": str(weights_file), "pairs": str(len(out)), "tta": str(tta)})
-    os.replace(tmp, path)
-    log.info("teacher outputs: %d computed in %.0f s, cached in %s", len(out), time.time() - started, path)
-    return out
+    # The processes of a multi-process run (and runs started side by side) need the same file: the first one
+    # computes it under the lock, the others wait for it and read it.
+    lock = FileLock(f"{path}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info("teacher outputs: another process is computing %s; waiting for it", path.name)
+        lock.acquire()
+    try:
+        if path.is_file():
+            out = load_file(str(path))["teacher"]
+            if out.shape == blurry.shape and out.dtype == torch.uint8:
+                log.info("teacher outputs: read %d from %s", len(out), path)
+                return out
+        started = time.time()
+        out = teacher_outputs(teacher, blurry)
+        with atomic_path(path) as tmp:
+            save_file({"teacher": out}, str(tmp),
+                      metadata={"weights": str(weights_file), "pairs": str(len(out)), "tta": str(tta)})
+        log.info("teacher outputs: %d computed in %.0f s, cached in %s", len(out), time.time() - started, path)
+        return out
+    finally:
+        lock.release()
