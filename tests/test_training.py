@@ -210,9 +210,14 @@ def test_distill_from_a_self_ensembled_teacher(teacher_run, tiny_data, tmp_path,
     [cache] = out.glob("cache/teacher-*.safetensors")
     with safe_open(str(cache), "pt") as f:
         assert f.metadata()["tta"] == "8"
+    import yaml
+
     from sharpkd.training.config import CONFIG_DIR
+    recipe = yaml.safe_load((CONFIG_DIR / "student_kd.yaml").read_text())
+    recipe["loss"]["attention"] = 0.01  # attention transfer needs the plain teacher's features
+    (tmp_path / "student_kd_at.yaml").write_text(yaml.safe_dump(recipe))
     assert main(["distill", "--data", str(tiny_data), "--out", str(tmp_path / "at"), "--teacher", teacher,
-                 "--config", str(CONFIG_DIR / "student_kd_at.yaml"), "--teacher-tta", "2", *TINY]) == 2
+                 "--config", str(tmp_path / "student_kd_at.yaml"), "--teacher-tta", "2", *TINY]) == 2
     assert "attention distillation needs the plain teacher" in capsys.readouterr().err
 
 
