@@ -9,18 +9,27 @@ from torch import nn
 from .metrics import ssim
 
 
-class CombinedLoss(nn.Module):
-    """mse_weight * MSE + ssim_weight * (1 - SSIM) against ground truth."""
+def charbonnier(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Mean of sqrt((pred - target)^2 + eps^2): L1 with a smooth minimum. Its gradient keeps its size as the
+    error shrinks (MSE's vanishes), so small errors on nearly clean frames still count."""
+    return torch.sqrt((pred - target).pow(2) + eps * eps).mean()
 
-    def __init__(self, mse_weight: float = 0.5, ssim_weight: float = 0.5):
+
+class CombinedLoss(nn.Module):
+    """mse_weight * MSE + ssim_weight * (1 - SSIM) [+ charbonnier_weight * Charbonnier] against ground truth."""
+
+    def __init__(self, mse_weight: float = 0.5, ssim_weight: float = 0.5, charbonnier_weight: float = 0.0):
         super().__init__()
-        self.mse_weight, self.ssim_weight = mse_weight, ssim_weight
+        self.mse_weight, self.ssim_weight, self.charbonnier_weight = mse_weight, ssim_weight, charbonnier_weight
 
     @torch.autocast("cpu", enabled=False)
     @torch.autocast("cuda", enabled=False)
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         pred, target = pred.float(), target.float()
-        return self.mse_weight * F.mse_loss(pred, target) + self.ssim_weight * (1 - ssim(pred, target))
+        loss = self.mse_weight * F.mse_loss(pred, target) + self.ssim_weight * (1 - ssim(pred, target))
+        if self.charbonnier_weight:
+            loss = loss + self.charbonnier_weight * charbonnier(pred, target)
+        return loss
 
 
 def attention_map(features: torch.Tensor) -> torch.Tensor:
