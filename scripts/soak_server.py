@@ -3,6 +3,8 @@
 Starts `sharpkd serve` on 127.0.0.1 (a free port, loopback only) with its own Gradio temporary folder, then sends
 a bounded loop of requests for --minutes: bursts of small /compare requests from new clients (new sessions),
 /sharpen on a Full-HD frame, a large image with simulated blur now and then, tiny images and a corrupt upload.
+Every request sends an image of its own (other content, hence other result files on the server, as from other
+users).
 Every --sample-s seconds it records the server's resident memory (RSS, from /proc) and the size of Gradio's
 temporary folder. It stops by itself (--minutes, --max-requests), stops the server, prints a table and writes JSON.
 
@@ -98,13 +100,18 @@ def main() -> int:
     for d in (gradio_tmp, downloads, images):
         d.mkdir()
     lw, lh = (int(v) for v in args.large.lower().split("x"))
-    files = {"small": images / "small.png", "hd": images / "hd.jpg", "large": images / "large.jpg",
-             "tiny": images / "tiny.png", "corrupt": images / "corrupt.png"}
-    Image.fromarray(textured(480, 640, 0)).save(files["small"])
-    Image.fromarray(textured(1080, 1920, 1)).save(files["hd"], quality=92)
-    Image.fromarray(textured(lh, lw, 2)).save(files["large"], quality=92)
-    Image.fromarray(textured(2, 2, 3)).save(files["tiny"])
-    files["corrupt"].write_bytes(files["small"].read_bytes()[:2000])
+    sizes = {"small": (480, 640), "hd": (1080, 1920), "large": (lh, lw), "tiny": (2, 2)}
+    # Each kind's image, its content changed per request by a few pixels (cheap: the picture is made once).
+    bases = {kind: textured(h, w, i) for i, (kind, (h, w)) in enumerate(sizes.items())}
+    serial = iter(range(10**9))
+
+    def image_file(kind: str) -> Path:
+        n = next(serial)
+        img = bases[kind].copy()
+        img.reshape(-1)[:8] = np.frombuffer(n.to_bytes(8, "little"), np.uint8)  # unique content per request
+        path = images / f"{kind}-{n}.{'jpg' if kind in ('hd', 'large') else 'png'}"
+        Image.fromarray(img).save(path, quality=92)
+        return path
 
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
@@ -169,12 +176,18 @@ def main() -> int:
             t0 = time.perf_counter()
             try:
                 if kind in ("small", "small-blur", "tiny", "corrupt", "large"):
-                    path = files[kind.split("-")[0]]
+                    path = image_file("small" if kind == "corrupt" else kind.split("-")[0])
+                    if kind == "corrupt":
+                        path.write_bytes(path.read_bytes()[:2000])
                     blur = kind.endswith("blur") or kind in ("tiny", "large")
                     job = client.submit(handle_file(str(path)), blur, "Gaussian", 5.0, "student", api_name="/compare")
                 else:  # "hd": one model on a Full-HD frame
-                    job = client.submit(handle_file(str(files["hd"])), "teacher", api_name="/sharpen")
-                job.result(timeout=args.timeout_s)
+                    path = image_file("hd")
+                    job = client.submit(handle_file(str(path)), "teacher", api_name="/sharpen")
+                try:
+                    job.result(timeout=args.timeout_s)
+                finally:
+                    path.unlink(missing_ok=True)
                 ok = True
             except Exception as exc:  # a server error comes back as an exception of gradio_client's
                 ok = False
@@ -192,7 +205,8 @@ def main() -> int:
                     counts["expected_errors"] += 1
 
         rounds = 0
-        with ThreadPoolExecutor(max(2, args.burst)) as pool:
+        pool = ThreadPoolExecutor(args.burst + 4)
+        try:
             while time.monotonic() < deadline and counts["requests"] < args.max_requests:
                 kinds = ["small", "small-blur"] * (args.burst // 2) + ["small"] * (args.burst % 2)
                 futures = [pool.submit(call, k) for k in kinds]
@@ -204,6 +218,8 @@ def main() -> int:
                 rounds += 1
                 shutil.rmtree(downloads, ignore_errors=True)  # the client's copies: not the server's disk
                 downloads.mkdir(exist_ok=True)
+        finally:  # on Ctrl-C too: requests in flight end when the server stops below
+            pool.shutdown(wait=False, cancel_futures=True)
         remaining = deadline - time.monotonic()
         if remaining > 0:  # the request budget ran out first: keep sampling the idle server until the end
             time.sleep(remaining)

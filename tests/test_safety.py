@@ -301,6 +301,27 @@ def test_app_deletes_served_files_and_keeps_no_images_per_session(service):
             assert not any(isinstance(b, gr.State) for b in fn.outputs), fn.api_name
 
 
+def test_server_sweeps_what_gradio_leaves_in_its_folder(tmp_path):
+    from sharpkd.app.ui import sweep_leftovers
+
+    old = time.time() - 3600
+    (tmp_path / "emptied").mkdir()  # the folder of a result file Gradio deleted
+    (tmp_path / "tmpupload").write_bytes(b"")  # an upload's empty temporary file
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "example.png").write_bytes(b"png")
+    (tmp_path / "tmpbusy").write_bytes(b"data")
+    for path in tmp_path.iterdir():
+        os.utime(path, (old, old))
+    (tmp_path / "fresh").mkdir()  # just made: maybe about to be written
+    stop = threading.Event()
+    sweeper = threading.Thread(target=sweep_leftovers, args=(tmp_path, stop, 0.05, 600))
+    sweeper.start()
+    time.sleep(0.5)
+    stop.set()
+    sweeper.join()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh", "kept", "tmpbusy"]
+
+
 # -------------------------------------------------------------------------------------- 6. tiny images
 @pytest.mark.parametrize("size", [(1, 1), (2, 2), (5, 3), (1, 40)])
 @pytest.mark.parametrize("kind", ["Gaussian", "Motion"])

@@ -135,9 +135,10 @@ def quality(pred: np.ndarray, target: np.ndarray) -> dict[str, float | None]:
 
 def sharpen_in_tiles(sharpener, rgb: np.ndarray, tile: int | None = None,
                      overlap: int = DEFAULT_TILE_OVERLAP) -> np.ndarray:
-    """`sharpener.sharpen(rgb)` tile by tile, on the grid of the CLI's tiling (`Sharpener.run_tiled`: tiles of
-    `tile` (default APP_TILE) output pixels aligned to the model's multiple, `overlap` pixels of context), so the pixels are those of
-    `sharpkd sharpen --tile`; only one tile's floats exist at a time, so memory grows with the tile, not the image."""
+    """`sharpener.sharpen(rgb)` tile by tile, on the grid of the CLI's tiling (`tile_windows`: tiles of `tile`
+    (default APP_TILE) output pixels aligned to the model's multiple, `overlap` pixels of context), so the pixels
+    are those of `sharpkd sharpen --tile`; only one tile's floats exist at a time, so memory grows with the tile,
+    not the image."""
     m, tile = getattr(sharpener, "multiple", None), tile or APP_TILE
     h, w = rgb.shape[:2]
     if m is None or max(h, w) <= tile:

@@ -7,6 +7,8 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import logging  # noqa: E402
+import stat  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -297,7 +299,37 @@ def serve(host: str = "127.0.0.1", port: int = 7860, teacher: str | None = None,
                 allowed_paths=demo.sharpkd_allowed_paths, css=CSS, ssr_mode=False, quiet=False, inbrowser=False,
                 state_session_capacity=SESSIONS, prevent_thread_lock=True)
     keep_launch_files(demo)
-    demo.block_thread()  # until Ctrl-C or SIGTERM: then Gradio closes and deletes the files it served
+    stop = threading.Event()
+    threading.Thread(target=sweep_leftovers, args=(Path(demo.GRADIO_CACHE), stop), daemon=True).start()
+    try:
+        demo.block_thread()  # until Ctrl-C or SIGTERM
+    finally:
+        # Gradio deletes the files it served when its server thread shuts down, but that thread can be cut
+        # short by the end of the process (requests still open): do it here.
+        from gradio.route_utils import delete_files_created_by_app
+
+        delete_files_created_by_app(demo, None)
+        stop.set()
+
+
+def sweep_leftovers(folder: Path, stop: threading.Event, every_s: float = DELETE_EVERY_S,
+                    age_s: float = KEEP_FILES_S) -> None:
+    """What Gradio's cache cleaning leaves in its folder: the empty folder of each deleted file (4 KB each on
+    most file systems) and an empty temporary file per upload. Removed once older than `age_s`, every `every_s`
+    (only empty ones: rmdir refuses a folder that is in use again)."""
+    while not stop.wait(every_s):
+        now = time.time()
+        for path in folder.iterdir() if folder.is_dir() else []:
+            try:
+                st = path.lstat()
+                if now - st.st_mtime <= age_s:
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    path.rmdir()
+                elif stat.S_ISREG(st.st_mode) and st.st_size == 0 and path.name.startswith("tmp"):
+                    path.unlink()
+            except OSError:  # not empty, or gone already
+                pass
 
 
 def keep_launch_files(demo: gr.Blocks) -> None:
