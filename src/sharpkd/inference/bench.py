@@ -12,12 +12,15 @@ import torch
 from .. import sysinfo
 from ..errors import SharpkdError
 from ..models import count_macs, count_parameters, load_or_build, model_name
+from .openvino_backend import require_openvino
+from .openvino_backend import version as openvino_version
 from .sharpener import Sharpener, TorchBackend
 
 log = logging.getLogger("sharpkd")
 
 # backend label -> (Sharpener backend, torch precision)
-VARIANTS = {"torch": ("torch", "fp32"), "torch-bf16": ("torch", "bf16"), "onnx": ("onnx", "fp32")}
+VARIANTS = {"torch": ("torch", "fp32"), "torch-bf16": ("torch", "bf16"), "onnx": ("onnx", "fp32"),
+            "openvino": ("openvino", "fp32"), "openvino-bf16": ("openvino", "bf16")}
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:
@@ -51,7 +54,10 @@ def time_frames(sharpener: Sharpener, frame: np.ndarray, frames: int, warmup: in
 def hardware(threads: int | None = None) -> dict:
     import onnxruntime
 
-    return {**sysinfo.hardware(threads), "onnxruntime": onnxruntime.__version__}
+    hw = {**sysinfo.hardware(threads), "onnxruntime": onnxruntime.__version__}
+    if openvino_version():
+        hw["openvino"] = openvino_version()
+    return hw
 
 
 def run_bench(sizes: list[tuple[int, int]], models=("teacher", "student"), backends=("torch", "onnx"),
@@ -63,6 +69,8 @@ def run_bench(sizes: list[tuple[int, int]], models=("teacher", "student"), backe
     for label in backends:
         if label not in VARIANTS:
             raise SharpkdError(f"unknown backend {label!r}; choose from {', '.join(VARIANTS)}")
+    if any(VARIANTS[label][0] == "openvino" for label in backends):
+        require_openvino()
     loaded = {name: load_or_build(name) for name in models}  # every name checked before any timing
     rows = []
     for source, (net, meta, trained) in loaded.items():
@@ -89,8 +97,8 @@ def run_bench(sizes: list[tuple[int, int]], models=("teacher", "student"), backe
 
 
 def ratios(rows: list[dict]) -> list[dict]:
-    """Speed-ups measured in the same run: each model vs the teacher on the same backend and size, and each
-    backend vs PyTorch fp32 for the same model and size."""
+    """Speed-ups measured in the same run: each model vs the teacher on the same backend and size, each
+    backend vs PyTorch fp32 for the same model and size, and OpenVINO vs onnxruntime."""
     by = {(r["model"], r["backend"], r["width"], r["height"]): r["median_ms"] for r in rows}
     out = []
     for (m, b, w, h), ms in by.items():
@@ -100,4 +108,7 @@ def ratios(rows: list[dict]) -> list[dict]:
         if b != "torch" and (m, "torch", w, h) in by:
             out.append({"kind": f"{b} vs torch", "model": m, "size": f"{w}x{h}",
                         "speedup": by[(m, "torch", w, h)] / ms})
+        if b.startswith("openvino") and (m, "onnx", w, h) in by:
+            out.append({"kind": f"{b} vs onnx", "model": m, "size": f"{w}x{h}",
+                        "speedup": by[(m, "onnx", w, h)] / ms})
     return out

@@ -1,4 +1,5 @@
-"""`Sharpener`: a loaded model that sharpens uint8 RGB frames of any size, on PyTorch or onnxruntime.
+"""`Sharpener`: a loaded model that sharpens uint8 RGB frames of any size, on PyTorch, onnxruntime or OpenVINO
+(an optional extra).
 
 Frames run at their own resolution. The model sees H and W padded up to its `multiple` (reflect, or
 replicate for tiny frames, exactly as `models.common.pad_to_multiple`), and the output is cropped back.
@@ -19,10 +20,12 @@ from ..errors import SharpkdError
 from ..models.common import dihedral
 from ..models.weights import describe_model, file_sha256, load_weights, model_name, resolve_weights
 from .onnx_backend import OnnxBackend, onnx_bytes_for
+from .openvino_backend import OpenVinoBackend, require_openvino
 
 log = logging.getLogger("sharpkd")
 
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("torch", "onnx", "openvino")
+ONNX_BACKENDS = ("onnx", "openvino")  # the backends that run an ONNX graph
 PRECISIONS = ("fp32", "bf16")
 DEFAULT_TILE = 512
 DEFAULT_TILE_OVERLAP = 32
@@ -87,7 +90,7 @@ class Sharpener:
     label and `meta` its weights sidecar (training recipe, metrics)."""
 
     def __init__(self, model: torch.nn.Module | None = None, meta: dict | None = None, threads: int | None = None,
-                 name: str = "model", backend: str | TorchBackend | OnnxBackend = "torch",
+                 name: str = "model", backend: str | TorchBackend | OnnxBackend | OpenVinoBackend = "torch",
                  precision: str = "fp32", tile: int | None = None, tile_overlap: int = DEFAULT_TILE_OVERLAP,
                  auto_tile_pixels: int = AUTO_TILE_PIXELS, self_ensemble: int = 1):
         if self_ensemble not in (1, 2, 8):
@@ -104,12 +107,17 @@ class Sharpener:
                 raise SharpkdError("a model is needed to build a backend")
             if backend == "torch":
                 backend = TorchBackend(model, precision)
-            else:
+            elif backend == "onnx":
                 backend = OnnxBackend(onnx_bytes_for(model, cache_key=self.meta.get("_weights_sha")),
                                       threads=threads, multiple=getattr(model, "multiple", 4))
+            else:
+                require_openvino()  # before the export: a missing extra is said at once
+                backend = OpenVinoBackend(onnx_bytes_for(model, cache_key=self.meta.get("_weights_sha")),
+                                          threads=threads, multiple=getattr(model, "multiple", 4),
+                                          precision=precision)
         self.backend = backend
         self.model = model
-        if isinstance(backend, OnnxBackend):
+        if isinstance(backend, (OnnxBackend, OpenVinoBackend)):
             self.threads = backend.threads
         self.multiple = backend.multiple
         self.tile, self.tile_overlap, self.auto_tile_pixels = tile, tile_overlap, auto_tile_pixels
@@ -183,22 +191,24 @@ def load(model: str | os.PathLike = "student", backend: str = "torch", threads: 
          precision: str = "fp32", tile: int | None = None, tile_overlap: int = DEFAULT_TILE_OVERLAP,
          self_ensemble: int = 1) -> Sharpener:
     """A `Sharpener` for a shipped model's name (`sharpkd models` lists them), a .safetensors path, or (with
-    backend='onnx') a .onnx file. With backend='onnx' and safetensors weights, the model is exported to ONNX
-    once and cached. `self_ensemble` 2 or 8: each frame is sharpened that many times (flipped, transposed) and
+    backend='onnx' or 'openvino') a .onnx file. With backend='onnx' or 'openvino' and safetensors weights, the
+    model is exported to ONNX once and cached. `precision` 'bf16': torch under bfloat16 autocast, or OpenVINO's
+    bf16 inference precision where the CPU has it (onnxruntime runs fp32). `self_ensemble` 2 or 8: each frame is sharpened that many times (flipped, transposed) and
     the results averaged, for a better picture at that many times the cost."""
     if backend not in BACKENDS:
         raise SharpkdError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     if str(model).endswith(".onnx"):
-        if backend != "onnx":
-            raise SharpkdError(f"{model}: an .onnx model needs --backend onnx")
+        if backend not in ONNX_BACKENDS:
+            raise SharpkdError(f"{model}: an .onnx model needs --backend onnx or openvino")
         if not Path(model).is_file():
             raise SharpkdError(f"ONNX model not found: {model}")
-        be = OnnxBackend(model, threads=threads)
+        be = OnnxBackend(model, threads=threads) if backend == "onnx" else OpenVinoBackend(
+            model, threads=threads, precision=precision)
         return Sharpener(None, be.meta, threads=threads, name=Path(model).stem, backend=be, tile=tile,
                          tile_overlap=tile_overlap, self_ensemble=self_ensemble)
     path = resolve_weights(model)
     net, meta = load_weights(path)
-    if backend == "onnx":
+    if backend in ONNX_BACKENDS:
         meta = {**meta, "_weights_sha": file_sha256(path)}
     return Sharpener(net, meta, threads=threads, name=model_name(model), backend=backend, precision=precision,
                      tile=tile, tile_overlap=tile_overlap, self_ensemble=self_ensemble)
