@@ -77,6 +77,10 @@ def textured(h: int, w: int, seed: int) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+def interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=30.0)
@@ -92,6 +96,10 @@ def main() -> int:
     ap.add_argument("--start-timeout-s", type=float, default=900.0, help="give up if the server is not up by then")
     ap.add_argument("--json", default="soak.json", help="where to write the samples and the summary")
     args = ap.parse_args()
+    # Ctrl-C, or SIGTERM, stops the soak (and the server) cleanly, also when started in the background from a
+    # shell (which starts background jobs with SIGINT ignored, and so would the server be).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupt)
 
     from gradio_client import Client, handle_file
 
@@ -123,7 +131,9 @@ def main() -> int:
     env = {**os.environ, "GRADIO_TEMP_DIR": str(gradio_tmp), "GRADIO_ANALYTICS_ENABLED": "False",
            "PYTHONUNBUFFERED": "1"}
     server_log = open(work / "serve.log", "w")
-    server = subprocess.Popen(cmd, stdout=server_log, stderr=subprocess.STDOUT, env=env)
+    # The server's own SIGINT is restored too (it would inherit an ignored one from a background job).
+    server = subprocess.Popen(cmd, stdout=server_log, stderr=subprocess.STDOUT, env=env,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     def serve_log_tail(n: int = 40) -> str:
         server_log.flush()
@@ -228,13 +238,14 @@ def main() -> int:
     finally:
         stop.set()
         if server.poll() is None:
-            server.send_signal(signal.SIGINT)
+            server.send_signal(signal.SIGTERM)  # `sharpkd serve` stops on SIGTERM as on Ctrl-C
             try:
                 server.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()
         log_tail = serve_log_tail().splitlines()
+        server_log_text = (work / "serve.log").read_text(errors="replace")
         server_log.close()
         after_stop = folder_use(gradio_tmp)
         shutil.rmtree(work, ignore_errors=True)
@@ -250,6 +261,7 @@ def main() -> int:
                        "after_stop": after_stop[1]},
         "by_kind": {k: {"n": v["n"], "failed": v["failed"], "mean_s": round(v["seconds"] / max(1, v["n"]), 2)}
                     for k, v in counts["by_kind"].items()},
+        "server_exit_code": server.returncode, "server_log_tracebacks": server_log_text.count("Traceback"),
         "large_image": args.large, "server_threads": args.threads, "cpus": os.cpu_count(),
         "load_average_end": os.getloadavg(),
     }

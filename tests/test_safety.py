@@ -283,6 +283,27 @@ def test_app_runs_one_large_image_at_a_time(service, monkeypatch):
     assert peak[0] > 1
 
 
+def test_app_says_when_no_image_is_in_hand(service, monkeypatch):
+    """What the server waits for when it is stopped (a model cut off by the end of the process aborts it)."""
+    class Slow:
+        def sharpen(self, rgb):
+            time.sleep(0.5)
+            return rgb
+
+    for role in ("teacher", "student"):
+        monkeypatch.setattr(service.models[role], "sharpener", Slow())
+    assert service.wait_idle(0)
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(buf, format="PNG")
+    worker = threading.Thread(target=service.compare, args=(buf.getvalue(),))
+    worker.start()
+    time.sleep(0.2)
+    assert not service.wait_idle(0.01)
+    assert service.wait_idle(30)
+    worker.join(5)
+    assert not worker.is_alive()
+
+
 def test_app_deletes_served_files_and_keeps_no_images_per_session(service):
     import gradio as gr
 
@@ -334,6 +355,33 @@ def test_tiny_images_with_simulated_blur(service, size, kind):
     rep = res["report"]
     assert res["student"].shape == (*size, 3) and rep["student"]["ssim"] is None  # no 11x11 window fits
     assert np.isfinite(rep["student"]["psnr"]) and "| student | - |" in _metrics_markdown(rep)
+
+
+def test_tiny_and_corrupt_images_through_the_apps_compare(service, tmp_path, caplog):
+    """The page's /compare handler: a 1x1 or 2x2 image with simulated blur gives its results, a corrupt one a
+    one-line message for the page (gr.Error, no traceback printed); nothing is logged as an error."""
+    import logging
+
+    import gradio as gr
+
+    from sharpkd.app import build_app
+
+    demo = build_app(service, webcam=service.models["student"].sharpener)
+    [compare] = [fn.fn for fn in demo.fns.values() if fn.api_name == "compare"]
+    with caplog.at_level(logging.INFO):
+        for size in ((1, 1), (2, 2)):
+            path = _png(tmp_path / f"tiny{size[0]}.png", *size)
+            for kind in ("Gaussian", "Motion"):
+                inp, teacher, student, pair, rep, summary = compare(str(path), True, kind, 10.0, "student")
+                assert inp.shape == teacher.shape == student.shape == (*size, 3) and pair[1] is student
+                assert rep["blur"] and rep["student"]["ssim"] is None and "| student | - |" in summary
+        corrupt = tmp_path / "corrupt.png"
+        corrupt.write_bytes(_png(tmp_path / "whole.png").read_bytes()[:200])
+        with pytest.raises(gr.Error) as err:
+            compare(str(corrupt), True, "Gaussian", 10.0, "student")
+    assert "corrupt.png" in err.value.message and "\n" not in err.value.message
+    assert err.value.print_exception is False
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
 
 
 # ---------------------------------------------------------------------------------------- 7. the rest

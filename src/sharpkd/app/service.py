@@ -196,17 +196,28 @@ class AppService:
         self._info: list[dict] | None = None
         self._lock = threading.Lock()
         self._large = threading.BoundedSemaphore(1)  # one image above LARGE_PIXELS at a time; the others wait
+        self._busy, self._idle = 0, threading.Condition()  # images in hand (`job`), for `wait_idle`
 
     @contextlib.contextmanager
     def job(self, rgb: np.ndarray):
         """Hold for the work on one image: a large one waits for the large one in hand; the memory a job used is
         given back to the system when it is done."""
         large = rgb.shape[0] * rgb.shape[1] > LARGE_PIXELS
+        with self._idle:
+            self._busy += 1
         try:
             with self._large if large else contextlib.nullcontext():
                 yield
         finally:
             release_memory()
+            with self._idle:
+                self._busy -= 1
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no image is in hand (at most `timeout_s` seconds); False if one still is."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._busy == 0, timeout_s)
 
     # ---------------------------------------------------------------------------------------------- images
     def decode(self, source: str | os.PathLike | bytes | None, name: str | None = None) -> np.ndarray:

@@ -28,6 +28,7 @@ QUEUE_SIZE = 64
 # sessions are remembered: the server's disk and memory stay bounded however long it runs.
 DELETE_EVERY_S, KEEP_FILES_S = 300, 900
 SESSIONS = 256
+STOP_WAIT_S = 30  # on Ctrl-C or SIGTERM, images in hand get this long to finish before the process ends
 WEBCAM_SECONDS = 600  # a webcam stream stops after this long; press record again to go on
 WEBCAM_SIZE = (640, 480)  # asked of the camera: a video call's frame, and real time on a laptop CPU
 # The browser sends the newest camera frame this often, whether or not the last result is back (Gradio's
@@ -304,6 +305,10 @@ def serve(host: str = "127.0.0.1", port: int = 7860, teacher: str | None = None,
     try:
         demo.block_thread()  # until Ctrl-C or SIGTERM
     finally:
+        # Gradio has stopped taking requests. An image still in a model finishes first (a model cut off by the
+        # end of the process aborts it, "terminate called without an active exception").
+        if not service.wait_idle(STOP_WAIT_S):
+            log.warning("stopping with an image still in hand after %d s", STOP_WAIT_S)
         # Gradio deletes the files it served when its server thread shuts down, but that thread can be cut
         # short by the end of the process (requests still open): do it here.
         from gradio.route_utils import delete_files_created_by_app
