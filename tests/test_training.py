@@ -177,29 +177,7 @@ def test_seed_keeps_the_data_and_split_seed_changes_it(tiny_data):
     assert not torch.equal(dms[0].train_set.tensors[1], dms[2].train_set.tensors[1])
 
 
-def test_feature_distillation_run(teacher_run, tiny_data, tmp_path):
-    """A recipe with attention transfer (the KD loss + 0.01 x the distance between the teacher's and the student's
-    attention maps) runs the teacher on every batch (no cache) and its loss falls."""
-    import yaml
-
-    from sharpkd.training.config import CONFIG_DIR
-
-    recipe = yaml.safe_load((CONFIG_DIR / "student_kd.yaml").read_text())
-    recipe["loss"]["attention"] = 0.01
-    (tmp_path / "student_kd_at.yaml").write_text(yaml.safe_dump(recipe))
-    out = tmp_path / "student_at"
-    assert main(["distill", "--data", str(tiny_data), "--out", str(out), "--teacher", str(teacher_run / "model.safetensors"),
-                 "--config", str(tmp_path / "student_kd_at.yaml"), *TINY, "--train-pairs", "64",
-                 "--no-residual"]) == 0
-    losses = _losses(out)
-    assert len(losses) == 2 and losses[1] < losses[0]
-    _, meta = load_weights(out / "model.safetensors")
-    assert meta["training"]["loss"]["attention"] == 0.01 and meta["teacher"] is not None
-    assert meta["recipe"] == "student_kd_at"  # the --config file's name, not the command's default recipe
-    assert not list(out.glob("cache/teacher-*.safetensors"))
-
-
-def test_distill_from_a_self_ensembled_teacher(teacher_run, tiny_data, tmp_path, capsys):
+def test_distill_from_a_self_ensembled_teacher(teacher_run, tiny_data, tmp_path):
     out = tmp_path / "student_tta"
     teacher = str(teacher_run / "model.safetensors")
     assert main(["distill", "--data", str(tiny_data), "--out", str(out), "--teacher", teacher, *TINY,
@@ -210,33 +188,6 @@ def test_distill_from_a_self_ensembled_teacher(teacher_run, tiny_data, tmp_path,
     [cache] = out.glob("cache/teacher-*.safetensors")
     with safe_open(str(cache), "pt") as f:
         assert f.metadata()["tta"] == "8"
-    import yaml
-
-    from sharpkd.training.config import CONFIG_DIR
-    recipe = yaml.safe_load((CONFIG_DIR / "student_kd.yaml").read_text())
-    recipe["loss"]["attention"] = 0.01  # attention transfer needs the plain teacher's features
-    (tmp_path / "student_kd_at.yaml").write_text(yaml.safe_dump(recipe))
-    assert main(["distill", "--data", str(tiny_data), "--out", str(tmp_path / "at"), "--teacher", teacher,
-                 "--config", str(tmp_path / "student_kd_at.yaml"), "--teacher-tta", "2", *TINY]) == 2
-    assert "attention distillation needs the plain teacher" in capsys.readouterr().err
-
-
-def test_training_step_adds_the_attention_term_from_both_models_features():
-    from sharpkd.losses import attention_transfer
-    from sharpkd.models import build_model
-    from sharpkd.training.module import ATTENTION_LAYERS, RestorationModule
-
-    torch.manual_seed(0)
-    student, teacher = build_model("student", residual=False), build_model("teacher", residual=False)
-    batch = (torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32))
-    loss = {"name": "kd", "alpha": 0.7, "beta": 0.3, "gamma": 0.1}
-    plain = RestorationModule(student, loss, teacher=teacher).training_step(batch, 0)
-    module = RestorationModule(student, {**loss, "attention": 0.5}, teacher=teacher)
-    with_at = module.training_step(batch, 0)
-    taps_s, taps_t = (t.features for t in module._taps)
-    assert set(taps_s) == set(taps_t) == set(ATTENTION_LAYERS)
-    expected = 0.5 * attention_transfer([(taps_s[n], taps_t[n]) for n in ATTENTION_LAYERS])
-    assert expected.item() > 0.01 and (with_at - plain).item() == pytest.approx(expected.item(), rel=1e-4)
 
 
 def test_epoch_rows_merge_lr_lines_and_leave_out_an_interrupted_epoch(tmp_path):

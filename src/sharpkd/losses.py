@@ -32,37 +32,20 @@ class CombinedLoss(nn.Module):
         return loss
 
 
-def attention_map(features: torch.Tensor) -> torch.Tensor:
-    """Spatial attention of a feature map (Zagoruyko & Komodakis, 2017): the channel mean of squared
-    activations, flattened and L2-normalised per sample. Parameter-free, so a 16-channel student layer
-    and a 32-channel teacher layer at the same resolution compare directly."""
-    return F.normalize(features.float().pow(2).mean(1).flatten(1), dim=1)
-
-
-def attention_transfer(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-    """Mean over (student, teacher) feature pairs of the squared distance between their attention maps."""
-    return torch.stack([(attention_map(s) - attention_map(t)).pow(2).sum(1).mean() for s, t in pairs]).mean()
-
-
 class KDLoss(nn.Module):
-    """alpha * MSE(student, teacher) + beta * MSE(student, GT) + gamma * (1 - SSIM(student, GT))
-    [+ attention * attention_transfer(student features, teacher features)].
+    """alpha * MSE(student, teacher) + beta * MSE(student, GT) + gamma * (1 - SSIM(student, GT)).
 
-    With `teacher=None` (or alpha=0) the teacher term is dropped: the no-KD ablation. The attention term is
-    feature distillation; it needs the teacher's features, so the teacher runs on every batch."""
+    With `teacher=None` (or alpha=0) the teacher term is dropped: the no-KD ablation."""
 
-    def __init__(self, alpha: float = 0.7, beta: float = 0.3, gamma: float = 0.1, attention: float = 0.0):
+    def __init__(self, alpha: float = 0.7, beta: float = 0.3, gamma: float = 0.1):
         super().__init__()
-        self.alpha, self.beta, self.gamma, self.attention = alpha, beta, gamma, attention
+        self.alpha, self.beta, self.gamma = alpha, beta, gamma
 
     @torch.autocast("cpu", enabled=False)
     @torch.autocast("cuda", enabled=False)
-    def forward(self, student: torch.Tensor, target: torch.Tensor, teacher: torch.Tensor | None = None,
-                features: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
+    def forward(self, student: torch.Tensor, target: torch.Tensor, teacher: torch.Tensor | None = None) -> torch.Tensor:
         student, target = student.float(), target.float()
         loss = self.beta * F.mse_loss(student, target) + self.gamma * (1 - ssim(student, target))
         if teacher is not None and self.alpha:
             loss = loss + self.alpha * F.mse_loss(student, teacher.float())
-        if features and self.attention:
-            loss = loss + self.attention * attention_transfer(features)
         return loss

@@ -15,19 +15,6 @@ class NonFiniteError(SharpkdError):
     exit_code = 3
 
 
-class FeatureTaps:
-    """Forward hooks that keep the outputs of the named submodules of a model, for feature distillation."""
-
-    def __init__(self, model: nn.Module, names: tuple[str, ...]):
-        self.features: dict[str, torch.Tensor] = {}
-        for name in names:
-            model.get_submodule(name).register_forward_hook(
-                lambda module, inputs, output, name=name: self.features.__setitem__(name, output))
-
-
-ATTENTION_LAYERS = ("enc1", "enc2", "bottleneck", "dec2", "dec1")  # same names and resolutions in both U-Nets
-
-
 def saved_schedule(checkpoint: dict) -> str:
     """The kind of LR schedule (configure_optimizers below) a checkpoint was trained with."""
     state = (checkpoint.get("lr_schedulers") or [{}])[0]
@@ -49,9 +36,6 @@ class RestorationModule(L.LightningModule):
         self.lr, self.lr_factor, self.lr_patience, self.min_lr = lr, lr_factor, lr_patience, min_lr
         self.schedule = schedule
         self._val_teacher: dict[int, torch.Tensor] = {}  # the fixed validation pairs' teacher outputs
-        self._taps = None
-        if teacher is not None and getattr(self.loss_fn, "attention", 0):
-            self._taps = FeatureTaps(self.model, ATTENTION_LAYERS), FeatureTaps(self.teacher, ATTENTION_LAYERS)
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -74,27 +58,20 @@ class RestorationModule(L.LightningModule):
         return self.model(x.contiguous(memory_format=torch.channels_last))
 
     def _teacher(self, blurry, given=None):
-        if self._taps is not None:  # feature distillation needs the teacher's features: run it on the batch
-            given = None
         if given is not None or self.teacher is None or not getattr(self.loss_fn, "alpha", 0):
             return given
         with torch.no_grad():
             return self.teacher(blurry.contiguous(memory_format=torch.channels_last))
 
-    def _loss(self, pred, sharp, target_t=None, features=None):
+    def _loss(self, pred, sharp, target_t=None):
         if isinstance(self.loss_fn, KDLoss):
-            return self.loss_fn(pred, sharp, target_t, features)
+            return self.loss_fn(pred, sharp, target_t)
         return self.loss_fn(pred, sharp)
 
     def training_step(self, batch, batch_idx):
         blurry, sharp, *cached = batch
         pred = self(blurry)
-        target_t = self._teacher(blurry, *cached)
-        features = None
-        if self._taps is not None:
-            student, teacher = (taps.features for taps in self._taps)
-            features = [(student[name], teacher[name]) for name in ATTENTION_LAYERS]
-        loss = self._loss(pred, sharp, target_t, features)
+        loss = self._loss(pred, sharp, self._teacher(blurry, *cached))
         if not torch.isfinite(loss):
             raise NonFiniteError(f"training loss became non-finite at step {self.global_step}: stopped "
                                  "(the last good checkpoint is kept; try --precision 32-true)")

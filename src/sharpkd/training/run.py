@@ -157,8 +157,6 @@ def run_training(recipe_name: str, args) -> int:
     teacher, teacher_meta = None, {}
     tta = recipe["teacher_tta"]
     if recipe_name.startswith("student") and recipe["loss"].get("alpha"):
-        if tta > 1 and recipe["loss"].get("attention"):
-            raise SharpkdError("--teacher-tta: attention distillation needs the plain teacher's features")
         teacher, teacher_meta = load_weights(args.teacher)
         if tta > 1:
             teacher = SelfEnsemble(teacher, tta)
@@ -183,7 +181,7 @@ def run_training(recipe_name: str, args) -> int:
                             num_workers=recipe["num_workers"], split_seed=recipe["split_seed"],
                             train_pairs=recipe["train_pairs"])
     data.setup("fit")
-    if teacher is not None and data.fixed_pairs and not recipe["loss"].get("attention"):
+    if teacher is not None and data.fixed_pairs:
         if torch.cuda.is_available():
             teacher.cuda()
         data.add_train_targets(cached_teacher_outputs(teacher, resolve_weights(args.teacher),
