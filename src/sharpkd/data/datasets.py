@@ -222,7 +222,7 @@ class FixedPairs(Dataset):
         self.blurry = torch.cat([pipeline.apply(self.sharp[j:j + batch], [r.ops for r in self.records[j:j + batch]])
                                  for j in range(0, count, batch)])
         # Stored as 8-bit, as a pair written to disk would be: training, evaluation and files agree exactly.
-        self.blurry = (self.blurry * 255).round_() / 255
+        self.blurry = to_float(to_uint8(self.blurry))
 
     def __len__(self):
         return len(self.records)

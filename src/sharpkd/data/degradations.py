@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .io import to_float
+
 __all__ = ["Degradation", "KernelBlur", "GaussianBlur", "MotionBlur", "CameraShakeBlur", "DefocusBlur",
            "Downscale", "JPEG", "GaussianNoise", "SensorNoise", "Transmit", "OneOf", "Pipeline", "CallPipeline",
            "PRESETS", "build_degradation", "kernel_from_params", "h264_roundtrip"]
@@ -178,6 +180,17 @@ class Downscale(Degradation):
         return torch.cat(out).clamp(0, 1)
 
 
+def _frames(x: torch.Tensor) -> np.ndarray:
+    """A B,3,H,W batch in [0, 1] as B,H,W,3 uint8 frames for the codecs, rounded half up: the rounding every seeded
+    pair and manifest was made with (`to_uint8` rounds ties to even)."""
+    return (x.detach().float().clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def _batch(frames: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+    """B,H,W,3 uint8 frames back to a B,3,H,W batch in [0, 1] on `like`'s device and dtype."""
+    return to_float(torch.from_numpy(frames).permute(0, 3, 1, 2)).to(like)
+
+
 class JPEG(Degradation):
     def __init__(self, quality=(20, 70), p=1.0):
         self.quality, self.p = quality, p
@@ -186,12 +199,11 @@ class JPEG(Degradation):
         return {"quality": int(rng.integers(self.quality[0], self.quality[1] + 1))}
 
     def apply(self, x, params):
-        arr = (x.detach().float().clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         out = []
-        for a, p in zip(arr, params):
+        for a, p in zip(_frames(x), params):
             ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(a[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, p["quality"]])
             out.append(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1])
-        return torch.from_numpy(np.stack(out).copy()).permute(0, 3, 1, 2).to(x) / 255.0
+        return _batch(np.stack(out), like=x)
 
 
 class GaussianNoise(Degradation):
@@ -290,9 +302,7 @@ class Transmit(Degradation):
         return cv2.resize(small, (w, h), interpolation=up) if (sw, sh) != (w, h) else small
 
     def apply(self, x, params):
-        arr = (x.detach().float().clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-        out = np.stack([self.one(a, p) for a, p in zip(arr, params)])
-        return torch.from_numpy(out).permute(0, 3, 1, 2).to(x) / 255.0
+        return _batch(np.stack([self.one(a, p) for a, p in zip(_frames(x), params)]), like=x)
 
 
 class OneOf(Degradation):

@@ -6,11 +6,9 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
-
 from .datasets import FixedPairs, load_images, split_folder
 from .degradations import build_degradation
-from .io import write_image
+from .io import to_uint8, write_image
 from ..errors import SharpkdError
 from ..fileio import write_text
 
@@ -54,8 +52,7 @@ def make_pairs(src: str | os.PathLike, out: str | os.PathLike, count: int = 8000
                 for j, rec in enumerate(chunk.records):
                     name = f"{start + j:05d}.png"
                     for kind, t in (("blur", chunk.blurry[j]), ("sharp", chunk.sharp[j])):
-                        arr = (t.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
-                        write_image(out / split / kind / name, arr)
+                        write_image(out / split / kind / name, to_uint8(t).permute(1, 2, 0).numpy())
                     manifest["pairs"].append({"split": split, "file": name, "source": rec.source, "ops": rec.ops})
                 if progress:
                     progress(min(n, start + 512), n, split)
