@@ -98,9 +98,12 @@ def test_init_weights_with_a_cosine_schedule(teacher_run, tiny_data, tmp_path):
     still = tmp_path / "still"
     assert main(["train-teacher", "--data", str(tiny_data), "--out", str(still), *TINY, "--max-epochs", "1",
                  "--lr", "1e-9", "--init-weights", str(teacher_run / "model.safetensors")]) == 0
-    scratch = tmp_path / "scratch"
-    assert main(["train-teacher", "--data", str(tiny_data), "--out", str(scratch), *TINY, "--max-epochs", "1",
-                 "--lr", "1e-9"]) == 0
+    from sharpkd.training import TrainOptions, run_training
+
+    scratch = tmp_path / "scratch"  # the library call the command makes
+    tiny = {"max_epochs": 1, "epoch_size": 64, "val_size": 16, "crop": 32, "batch_size": 8, "num_workers": 0,
+            "lr": 1e-9}
+    assert run_training("teacher", TrainOptions(tiny_data, scratch, overrides=tiny)) == scratch / "model.safetensors"
     start_params = dict(start.named_parameters())
     for run, near in ((still, True), (scratch, False)):
         params = dict(load_weights(run / "model.safetensors")[0].named_parameters())
@@ -108,7 +111,7 @@ def test_init_weights_with_a_cosine_schedule(teacher_run, tiny_data, tmp_path):
 
 
 def test_log_folders_are_ordered_by_sitting(tmp_path):
-    from sharpkd.training.run import log_folders
+    from sharpkd.training.callbacks import log_folders
 
     for name in ("logs_resumed10", "logs", "logs_resumed2", "logs_resumed1", "tb"):
         (tmp_path / name).mkdir()

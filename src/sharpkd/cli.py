@@ -68,16 +68,26 @@ def cmd_make_pairs(args) -> int:
     return 0
 
 
-def cmd_train_teacher(args) -> int:
-    from .training import run_training
+def _train(recipe: str, args) -> int:
+    import shlex
 
-    return run_training("teacher", args)
+    from .training import TrainOptions, run_training
+    from .training.config import OVERRIDABLE
+
+    run_training(recipe, TrainOptions(
+        data=args.data, out=args.out, config=args.config, overrides={k: getattr(args, k, None) for k in OVERRIDABLE},
+        teacher=getattr(args, "teacher", "teacher"), resume=args.resume, overwrite=args.overwrite,
+        init_weights=args.init_weights, cache_dir=args.cache_dir, accelerator=args.accelerator, devices=args.devices,
+        strategy=args.strategy, max_time=args.max_time, command="sharpkd " + shlex.join(args.argv)))
+    return 0
+
+
+def cmd_train_teacher(args) -> int:
+    return _train("teacher", args)
 
 
 def cmd_distill(args) -> int:
-    from .training import run_training
-
-    return run_training("student_nokd" if args.no_kd else "student_kd", args)
+    return _train("student_nokd" if args.no_kd else "student_kd", args)
 
 
 def cmd_evaluate(args) -> int:

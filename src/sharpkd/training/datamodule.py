@@ -1,21 +1,25 @@
-"""DeblurDataModule: fresh random crops and degradations for training (or `train_pairs` fixed pairs, which
-a teacher's cached outputs can join), fixed seeded pairs for validation.
+"""DeblurDataModule: fresh random crops and degradations for training (or `train_pairs` fixed pairs, joined by
+a teacher's outputs on them when it is given one: computed once, then read from its cache), fixed seeded pairs
+for validation.
 
 `data` is a folder of sharp images (any layout; CelebA's partition file is honoured) or a folder of
 paired `blur/` + `sharp/` images, read as they are."""
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import lightning as L
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, RandomSampler, Sampler
 
 from ..data.datasets import (DegradeCollate, FixedPairs, PairedFolder, PairTensors, SharpCrops,
                              find_pair_folders, fixed_pair_tensors, load_images, paired_files, split_folder)
 from ..data.degradations import build_degradation
 from ..errors import SharpkdError
+from .teacher_cache import cached_teacher_outputs
 
 log = logging.getLogger("sharpkd")
 
@@ -40,7 +44,11 @@ class EpochSampler(Sampler[int]):
 class DeblurDataModule(L.LightningDataModule):
     def __init__(self, data: str, preset: str = "seed", crop: int = 128, batch_size: int = 16,
                  epoch_size: int = 6400, val_size: int = 1600, seed: int = 0, limit_images: int | None = None,
-                 num_workers: int = 1, max_side: int = 256, split_seed: int = 0, train_pairs: int = 0):
+                 num_workers: int = 1, max_side: int = 256, split_seed: int = 0, train_pairs: int = 0,
+                 teacher: nn.Module | None = None, teacher_file: str | os.PathLike | None = None,
+                 cache_dir: str | os.PathLike = "cache"):
+        """`teacher`: its outputs on the fixed training pairs join them (cached in `cache_dir`, keyed on
+        `teacher_file`, its weights)."""
         super().__init__()
         self.root = Path(data)
         if not self.root.is_dir():
@@ -50,6 +58,7 @@ class DeblurDataModule(L.LightningDataModule):
         self.kw = dict(preset=preset, crop=crop, batch_size=batch_size, epoch_size=epoch_size, val_size=val_size,
                        seed=seed, limit_images=limit_images, num_workers=num_workers, max_side=max_side,
                        split_seed=split_seed, train_pairs=train_pairs)
+        self.teacher, self.teacher_file, self.cache_dir = teacher, teacher_file, cache_dir
         self.info: dict = {"folder": str(self.root.resolve()), "paired": self.paired, "preset": preset}
         self._prepared = False
 
@@ -77,8 +86,10 @@ class DeblurDataModule(L.LightningDataModule):
             if not train_imgs or not val_imgs:
                 raise SharpkdError(f"{self.root}: no readable image in the train or val split")
             if k["train_pairs"]:
-                self.train_set = PairTensors(*fixed_pair_tensors(train_imgs, self.pipeline, k["train_pairs"],
-                                                                 size=k["crop"], seed=k["split_seed"]))
+                pairs = fixed_pair_tensors(train_imgs, self.pipeline, k["train_pairs"], size=k["crop"],
+                                           seed=k["split_seed"])
+                targets = [] if self.teacher is None else [self.teacher_outputs(pairs[0])]
+                self.train_set = PairTensors(*pairs, *targets)
                 self.info["train_pairs"] = k["train_pairs"]
             else:
                 self.train_set = SharpCrops(train_imgs, size=k["crop"], epoch_size=k["epoch_size"])
@@ -93,9 +104,13 @@ class DeblurDataModule(L.LightningDataModule):
     def fixed_pairs(self) -> bool:
         return isinstance(self.train_set, PairTensors)
 
-    def add_train_targets(self, targets: torch.Tensor) -> None:
-        """Join per-pair targets (a teacher's uint8 outputs) to the fixed training pairs."""
-        self.train_set = PairTensors(*self.train_set.tensors[:2], targets)
+    def teacher_outputs(self, blurry: torch.Tensor) -> torch.Tensor:
+        """The teacher's outputs (uint8) on the fixed training pairs' inputs, read from or added to the cache."""
+        if torch.cuda.is_available():
+            self.teacher.cuda()
+        outputs = cached_teacher_outputs(self.teacher, self.teacher_file, blurry, self.cache_dir)
+        self.teacher.cpu()
+        return outputs
 
     def train_dataloader(self):
         w, bs = self.kw["num_workers"], self.kw["batch_size"]
