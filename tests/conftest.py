@@ -1,5 +1,6 @@
-"""Shared fixtures. The `sharpkd_app_*` fixtures belong to the web-app tests (test_app.py, test_browser.py):
-one real `sharpkd serve` process per test session, on a free port, with small weights made here."""
+"""Shared fixtures: tiny generated training data, untrained weights, and the `sharpkd_app_*` fixtures of the
+web-app tests (test_app.py, test_browser.py): one real `sharpkd serve` process per test session, on a free
+port, with small weights made here."""
 from __future__ import annotations
 
 import os
@@ -112,3 +113,11 @@ def weights(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("w") / "student.safetensors"
     save_weights(build_model("student"), path)
     return path
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    """16 small generated images (48 px, both splits): training runs of seconds."""
+    from util import make_image_folder
+
+    return make_image_folder(tmp_path_factory.mktemp("tiny"), n=16, size=48)

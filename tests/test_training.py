@@ -9,15 +9,8 @@ import torch
 from sharpkd.cli import main
 from sharpkd.models import SelfEnsemble, load_weights
 
-from util import make_image_folder
-
 TINY = ["--max-epochs", "2", "--epoch-size", "64", "--val-size", "16", "--crop", "32", "--batch-size", "8",
         "--num-workers", "0"]
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return make_image_folder(tmp_path_factory.mktemp("tiny"), n=16, size=48)
 
 
 @pytest.fixture(scope="module")
@@ -237,14 +230,19 @@ def test_resume_without_checkpoint_and_missing_teacher_are_one_line_errors(tiny_
     assert len(err) == 3 and all(line.startswith("sharpkd: error:") for line in err)
 
 
+def _evaluate(data, out, models: str, *options: str, count: int = 4) -> dict:
+    """`sharpkd evaluate` of `models` on `count` pairs (32 px) from all of `data`: its report.json."""
+    assert main(["evaluate", "--data", str(data), "--split", "all", "--count", str(count), "--size", "32",
+                 "--models", models, "--out", str(out), *options]) == 0
+    return json.loads((out / "report.json").read_text())
+
+
 def test_evaluate_compare_picks_the_paired_differences(teacher_run, tiny_data, tmp_path, capsys):
     w = teacher_run / "model.safetensors"
-    args = ["evaluate", "--data", str(tiny_data), "--split", "all", "--count", "4", "--size", "32",
-            "--models", f"student={w},student_nokd={w},student@1={w}", "--out", str(tmp_path / "eval")]
-    assert main(args + ["--compare", "student@1:student_nokd,student:missing"]) == 0
-    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    models = f"student={w},student_nokd={w},student@1={w}"
+    report = _evaluate(tiny_data, tmp_path / "eval", models, "--compare", "student@1:student_nokd,student:missing")
     assert [(c["a"], c["b"]) for c in report["comparisons"]] == [("student@1", "student_nokd")]
-    assert main(args + ["--compare", "student"]) == 2
+    assert main(["evaluate", "--data", str(tiny_data), "--models", models, "--compare", "student"]) == 2
     assert "--compare wants A:B pairs" in capsys.readouterr().err
 
 
@@ -252,10 +250,8 @@ def test_evaluate_compare_tests_the_gap_against_the_seed_to_seed_noise(teacher_r
     # Two runs of each model (four different weights): the pair also gets Welch's t-test on the seed means.
     w = teacher_run / "model.safetensors"
     out = tmp_path / "eval"
-    assert main(["evaluate", "--data", str(tiny_data), "--split", "all", "--count", "4", "--size", "32",
-                 "--models", f"student={w},student@1=student_seed,student_nokd=student_fast,student_nokd@1=student",
-                 "--compare", "student:student_nokd,student@1:student_nokd", "--out", str(out)]) == 0
-    report = json.loads((out / "report.json").read_text())
+    report = _evaluate(tiny_data, out, f"student={w},student@1=student_seed,student_nokd=student_fast,"
+                       "student_nokd@1=student", "--compare", "student:student_nokd,student@1:student_nokd")
     ssim = {r["method"]: r["ssim"] for r in report["rows"]}
     a = [ssim["student"], ssim["student@1"]]
     b = [ssim["student_nokd"], ssim["student_nokd@1"]]
@@ -270,10 +266,8 @@ def test_evaluate_compare_tests_the_gap_against_the_seed_to_seed_noise(teacher_r
 def test_evaluate_writes_both_reports_with_every_row(teacher_run, tiny_data, tmp_path):
     out = tmp_path / "eval"
     w = teacher_run / "model.safetensors"
-    assert main(["evaluate", "--data", str(tiny_data), "--split", "all", "--count", "12", "--size", "32",
-                 "--models", f"teacher={w},student={w},student_nokd={w},student@1={w},student_kdstrong={w}",
-                 "--compare", "student:student_nokd,student_kdstrong:student", "--out", str(out)]) == 0
-    report = json.loads((out / "report.json").read_text())
+    report = _evaluate(tiny_data, out, f"teacher={w},student={w},student_nokd={w},student@1={w},student_kdstrong={w}",
+                       "--compare", "student:student_nokd,student_kdstrong:student", count=12)
     methods = [r["method"] for r in report["rows"]]
     assert methods == ["Blurry input", "Unsharp mask", "Richardson-Lucy (true kernel, oracle)", "teacher",
                        "student", "student_nokd", "student@1", "student_kdstrong"]
@@ -302,11 +296,8 @@ def test_evaluate_writes_both_reports_with_every_row(teacher_run, tiny_data, tmp
 
 def test_evaluate_self_ensemble_runs_every_model_as_the_mean_of_its_passes(teacher_run, tiny_data, tmp_path):
     w = teacher_run / "model.safetensors"
-    reports = {}
-    for passes in ("1", "2"):
-        assert main(["evaluate", "--data", str(tiny_data), "--split", "all", "--count", "8", "--size", "32",
-                     "--models", f"teacher={w}", "--self-ensemble", passes, "--out", str(tmp_path / passes)]) == 0
-        reports[passes] = json.loads((tmp_path / passes / "report.json").read_text())
+    reports = {passes: _evaluate(tiny_data, tmp_path / passes, f"teacher={w}", "--self-ensemble", passes, count=8)
+               for passes in ("1", "2")}
     one, two = (r["rows"][3] for r in (reports["1"], reports["2"]))
     assert one["method"] == two["method"] == "teacher" and one["ssim"] != two["ssim"]
     assert two["macs_128"] == 2 * one["macs_128"] and two["parameters"] == one["parameters"]
