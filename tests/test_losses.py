@@ -4,7 +4,7 @@ import torch
 from skimage.metrics import structural_similarity
 
 from sharpkd.data.datasets import to_tensor
-from sharpkd.losses import CombinedLoss, KDLoss
+from sharpkd.losses import CombinedLoss, KDLoss, charbonnier
 from sharpkd.metrics import mae, psnr, ssim
 from sharpkd.models import build_model
 
@@ -17,6 +17,14 @@ def test_losses_are_zero_on_identical_inputs():
     x = torch.rand(2, 3, 32, 32)
     assert CombinedLoss()(x, x).item() == pytest.approx(0, abs=1e-5)
     assert KDLoss()(x, x, x).item() == pytest.approx(0, abs=1e-5)
+
+
+def test_charbonnier_is_l1_with_a_smooth_minimum():
+    x = torch.zeros(1, 3, 16, 16)
+    assert charbonnier(x, x).item() == pytest.approx(1e-3)  # eps at a perfect match
+    assert charbonnier(x + 0.5, x).item() == pytest.approx(0.5, rel=1e-5)  # |error| once it dwarfs eps
+    plain, with_term = CombinedLoss(0.5, 0.5), CombinedLoss(0.5, 0.5, charbonnier_weight=2.0)
+    assert (with_term(x + 0.5, x) - plain(x + 0.5, x)).item() == pytest.approx(2 * charbonnier(x + 0.5, x).item())
 
 
 def test_losses_known_values_on_constant_images():
