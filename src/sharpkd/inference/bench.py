@@ -12,6 +12,7 @@ import torch
 from .. import sysinfo
 from ..errors import SharpkdError
 from ..models import count_macs, count_parameters, load_or_build, model_name
+from ..models.weights import file_sha256, resolve_weights
 from .openvino_backend import require_openvino
 from .openvino_backend import version as openvino_version
 from .sharpener import Sharpener, TorchBackend
@@ -75,6 +76,8 @@ def run_bench(sizes: list[tuple[int, int]], models=("teacher", "student"), backe
     rows = []
     for source, (net, meta, trained) in loaded.items():
         name = model_name(source)
+        if trained:  # the onnx and openvino backends share one cached ONNX export of these weights
+            meta = {**meta, "_weights_sha": file_sha256(resolve_weights(source))}
         for label in backends:
             backend, precision = VARIANTS[label]
             sh = Sharpener(net, meta, threads=threads, name=name, backend=backend, precision=precision, tile=0)

@@ -50,13 +50,14 @@ def version() -> str | None:
         return None
 
 
-def cpu_supports_bf16() -> bool:
+def cpu_supports_bf16(core=None) -> bool:
     """Whether OpenVINO's CPU plugin can run bfloat16 here (AVX-512 BF16 or AMX); False without openvino."""
-    if not available():
-        return False
-    ov = require_openvino()
+    if core is None:
+        if not available():
+            return False
+        core = require_openvino().Core()
     try:
-        return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     except Exception:  # openvino's own error types: a CPU plugin that cannot say has no bf16 to offer
         return False
 
@@ -107,12 +108,13 @@ class OpenVinoBackend:
         self.max_shapes = max(1, max_shapes)
         self._requests: OrderedDict[tuple, object] = OrderedDict()
         self._lock = threading.Lock()
-        self.ran_precision: str | None = None  # what the CPU plugin compiled, known after the first call
+        # the precision the CPU plugin runs: fp32 where bf16 was not asked for or the CPU has none; read back
+        # from the first compiled model
+        self.ran_precision = "bf16" if precision == "bf16" and cpu_supports_bf16(self.core) else "fp32"
 
     def describe(self) -> str:
-        ran = self.ran_precision
-        if self.precision == "bf16" and ran and ran != "bf16":
-            return f"openvino bf16 requested, {ran} on this CPU"
+        if self.ran_precision != self.precision:
+            return f"openvino {self.precision} requested, {self.ran_precision} on this CPU"
         return f"openvino {self.precision}"
 
     def compiled_shapes(self) -> list[tuple]:
@@ -130,7 +132,7 @@ class OpenVinoBackend:
         except Exception as exc:  # openvino raises its own exception types
             raise SharpkdError(f"openvino cannot compile the model for input {'x'.join(map(str, shape))} "
                                f"({str(exc).splitlines()[0]})") from None
-        if self.ran_precision is None:
+        if not self._requests:
             got = compiled.get_property(self._ov.properties.hint.inference_precision)
             self.ran_precision = {self._ov.Type.bf16: "bf16", self._ov.Type.f16: "fp16"}.get(got, "fp32")
         req = compiled.create_infer_request()
