@@ -325,22 +325,22 @@ def test_app_deletes_served_files_and_keeps_no_images_per_session(service):
 def test_server_sweeps_what_gradio_leaves_in_its_folder(tmp_path):
     from sharpkd.app.ui import sweep_leftovers
 
-    old = time.time() - 3600
-    (tmp_path / "emptied").mkdir()  # the folder of a result file Gradio deleted
-    (tmp_path / "tmpupload").write_bytes(b"")  # an upload's empty temporary file
+    old, recent = time.time() - 3600, time.time() - 120
+    (tmp_path / "emptied").mkdir()  # the folder of a result file Gradio deleted two minutes ago
+    (tmp_path / "tmpupload").write_bytes(b"")  # an upload's empty temporary file, an hour old
+    (tmp_path / "tmprecent").write_bytes(b"")  # ... two minutes old: maybe an upload under way
     (tmp_path / "kept").mkdir()
     (tmp_path / "kept" / "example.png").write_bytes(b"png")
     (tmp_path / "tmpbusy").write_bytes(b"data")
     for path in tmp_path.iterdir():
         os.utime(path, (old, old))
-    (tmp_path / "fresh").mkdir()  # just made: maybe about to be written
-    stop = threading.Event()
-    sweeper = threading.Thread(target=sweep_leftovers, args=(tmp_path, stop, 0.05, 600))
-    sweeper.start()
-    time.sleep(0.5)
-    stop.set()
-    sweeper.join()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh", "kept", "tmpbusy"]
+    for name in ("emptied", "tmprecent"):
+        os.utime(tmp_path / name, (recent, recent))
+    (tmp_path / "fresh").mkdir()  # just made: about to be written
+    sweep_leftovers(tmp_path, file_age_s=600, folder_age_s=60)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh", "kept", "tmpbusy", "tmprecent"]
+    sweep_leftovers(tmp_path, file_age_s=0, folder_age_s=0)  # when the server stops
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept", "tmpbusy"]
 
 
 # -------------------------------------------------------------------------------------- 6. tiny images

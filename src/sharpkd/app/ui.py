@@ -27,6 +27,7 @@ QUEUE_SIZE = 64
 # DELETE_EVERY_S (and all of them when it stops); no session keeps images in memory, and at most SESSIONS
 # sessions are remembered: the server's disk and memory stay bounded however long it runs.
 DELETE_EVERY_S, KEEP_FILES_S = 300, 900
+EMPTY_FOLDER_S = 60  # an emptied folder of Gradio's cache is removed this long after its last change
 SESSIONS = 256
 STOP_WAIT_S = 30  # on Ctrl-C or SIGTERM, images in hand get this long to finish before the process ends
 WEBCAM_SECONDS = 600  # a webcam stream stops after this long; press record again to go on
@@ -300,8 +301,13 @@ def serve(host: str = "127.0.0.1", port: int = 7860, teacher: str | None = None,
                 allowed_paths=demo.sharpkd_allowed_paths, css=CSS, ssr_mode=False, quiet=False, inbrowser=False,
                 state_session_capacity=SESSIONS, prevent_thread_lock=True)
     keep_launch_files(demo)
-    stop = threading.Event()
-    threading.Thread(target=sweep_leftovers, args=(Path(demo.GRADIO_CACHE), stop), daemon=True).start()
+    stop, cache = threading.Event(), Path(demo.GRADIO_CACHE)
+
+    def sweeper():
+        while not stop.wait(DELETE_EVERY_S):
+            sweep_leftovers(cache)
+
+    threading.Thread(target=sweeper, daemon=True).start()
     try:
         demo.block_thread()  # until Ctrl-C or SIGTERM
     finally:
@@ -315,26 +321,24 @@ def serve(host: str = "127.0.0.1", port: int = 7860, teacher: str | None = None,
 
         delete_files_created_by_app(demo, None)
         stop.set()
+        sweep_leftovers(cache, file_age_s=0, folder_age_s=0)  # no request is open any more
 
 
-def sweep_leftovers(folder: Path, stop: threading.Event, every_s: float = DELETE_EVERY_S,
-                    age_s: float = KEEP_FILES_S) -> None:
+def sweep_leftovers(folder: Path, file_age_s: float = KEEP_FILES_S, folder_age_s: float = EMPTY_FOLDER_S) -> None:
     """What Gradio's cache cleaning leaves in its folder: the empty folder of each deleted file (4 KB each on
-    most file systems) and an empty temporary file per upload. Removed once older than `age_s`, every `every_s`
-    (only empty ones: rmdir refuses a folder that is in use again)."""
-    while not stop.wait(every_s):
-        now = time.time()
-        for path in folder.iterdir() if folder.is_dir() else []:
-            try:
-                st = path.lstat()
-                if now - st.st_mtime <= age_s:
-                    continue
-                if stat.S_ISDIR(st.st_mode):
-                    path.rmdir()
-                elif stat.S_ISREG(st.st_mode) and st.st_size == 0 and path.name.startswith("tmp"):
-                    path.unlink()
-            except OSError:  # not empty, or gone already
-                pass
+    most file systems), removed `folder_age_s` after it was emptied, and the empty temporary file of each upload,
+    removed `file_age_s` after the upload began. Only empty ones: rmdir refuses a folder in use again."""
+    now = time.time()
+    for path in folder.iterdir() if folder.is_dir() else []:
+        try:
+            st = path.lstat()
+            if stat.S_ISDIR(st.st_mode) and now - st.st_mtime >= folder_age_s:
+                path.rmdir()
+            elif (stat.S_ISREG(st.st_mode) and st.st_size == 0 and path.name.startswith("tmp")
+                  and now - st.st_mtime >= file_age_s):
+                path.unlink()
+        except OSError:  # not empty, or gone already
+            pass
 
 
 def keep_launch_files(demo: gr.Blocks) -> None:
