@@ -216,7 +216,8 @@ def test_every_packaged_recipe_builds_its_model_and_loss():
         {k: v for k, v in kd["loss"].items() if k != "alpha"}
     assert {k: v for k, v in nokd.items() if k not in ("loss", "recipe")} == \
            {k: v for k, v in kd.items() if k not in ("loss", "recipe")}
-    assert {r["schedule"] for r in recipes.values()} == {"plateau"}
+    assert {recipes[n]["schedule"] for n in ("teacher", "student_kd", "student_nokd")} == {"plateau"}
+    assert recipes["teacher_call"]["schedule"] == "cosine"  # one cosine from lr to min_lr
 
 
 def test_resume_without_checkpoint_and_missing_teacher_are_one_line_errors(tiny_data, tmp_path, capsys):
