@@ -24,7 +24,7 @@ train() {
 
 # The seed recipe: the 469K teacher on the seed's blur (105 min of training), and the seed's 20K student
 # distilled from it (26 epochs, plateau schedule).
-if want teacher_seed; then
+if want teacher; then
   train train-teacher --data "$DATA" --max-time 00:01:45:00 --out "$R/teacher_seed"
 fi
 if want student_seed; then
@@ -44,18 +44,21 @@ if want student_fast; then
   train distill --data "$DATA" --teacher "$R/teacher_seed/model.safetensors" --arch student_fast --max-epochs 6 \
     --cache-dir "$R/cache" --out "$R/student_fast"
 fi
-# The call teacher: the seed teacher fine-tuned on the camera-to-call mixture (cosine, 5 x 1,600 samples).
-if want teacher; then
+# The call teacher: the seed teacher fine-tuned on the camera-to-call mixture, 5 cosine epochs x 1,600 samples
+# with the seed loss, then 12 with Charbonnier + 0.2 (1 - SSIM) (the teacher_call recipe; 80 min on 2 cores).
+if want teacher_call; then
   train train-teacher --data "$DATA" --preset call --init-weights "$R/teacher_seed/model.safetensors" \
-    --schedule cosine --lr 3e-4 --max-epochs 5 --epoch-size 1600 --val-size 400 --out "$R/teacher"
+    --schedule cosine --lr 3e-4 --max-epochs 5 --epoch-size 1600 --val-size 400 --out "$R/teacher_call_seedloss"
+  train train-teacher --data "$DATA" --config src/sharpkd/configs/teacher_call.yaml \
+    --init-weights "$R/teacher_call_seedloss/model.safetensors" --out "$R/teacher_call"
 fi
 
 # The numbers of docs/results.md: validation faces with the seed's blur, and the benchmark suite.
 if want evaluate; then
   sharpkd evaluate --data "$DATA/faces" --preset seed --out reports/faces_seed \
-    --models teacher,teacher_seed,student,student_seed,student_fast
-  sharpkd evaluate --suite --data "$DATA" --out reports/suite \
-    --models teacher,teacher_seed,student,student_seed,student_fast
+    --models teacher,student,student_seed,student_fast
+  sharpkd evaluate --suite --data "$DATA" --count 200 --out reports/suite \
+    --models teacher_call,teacher,student,student_seed,student_fast
   sharpkd bench --sizes 640x360,1280x720 --models teacher,student,student_seed,student_fast --backends onnx \
     --json reports/bench.json
 fi
