@@ -29,7 +29,10 @@ class RestorationModule(L.LightningModule):
         self.model = model.to(memory_format=torch.channels_last)
         loss = dict(loss)
         name = loss.pop("name")
-        self.loss_fn = CombinedLoss(**loss) if name == "combined" else KDLoss(**loss)
+        try:
+            self.loss_fn = CombinedLoss(**loss) if name == "combined" else KDLoss(**loss)
+        except TypeError as exc:  # a recipe's loss with a key the loss does not take (e.g. an old recipe's)
+            raise SharpkdError(f"recipe loss {name!r}: {exc}".replace("__init__() ", "")) from None
         self.teacher = teacher
         if teacher is not None:
             self.teacher = teacher.eval().requires_grad_(False).to(memory_format=torch.channels_last)
