@@ -98,3 +98,11 @@ def test_psnr_of_a_perfect_match_is_capped():
     x = torch.rand(2, 3, 8, 8)
     assert psnr(x, x).item() == pytest.approx(100.0)
     assert psnr(x, x, reduction=None).shape == (2,)
+
+
+def test_a_recipe_loss_with_an_unknown_key_is_a_one_line_error():
+    from sharpkd.errors import SharpkdError
+    from sharpkd.training.module import RestorationModule
+
+    with pytest.raises(SharpkdError, match="recipe loss 'kd': .*attention"):
+        RestorationModule(build_model("student_fast"), {"name": "kd", "alpha": 0.7, "attention": 0.1})
