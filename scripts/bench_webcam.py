@@ -1,6 +1,7 @@
 """Frames per second and latency of the web app's Webcam tab, in a real browser: Debian's Chromium (driven by
 Playwright) with a fake camera that plays a face video made at run time (a slow pan and zoom over a CelebA-HQ
-face, slightly blurred, each frame stamped with its number), against a real `sharpkd serve`.
+face, slightly blurred, each frame stamped with its number), against a real `sharpkd serve`. The tab sends each
+camera frame as a JPEG over its WebSocket (/webcam/ws) and draws each sharpened frame on a canvas.
 
     python scripts/bench_webcam.py                      # 640x480, 5 s warm-up, 20 s measured
     python scripts/bench_webcam.py --seconds 30 --json webcam.json
@@ -8,13 +9,14 @@ face, slightly blurred, each frame stamped with its number), against a real `sha
     python scripts/bench_webcam.py --serve-args "--threads 2"
 
 What it reports:
-- received: sharpened frames shown by the page per second (distinct frame numbers read back from the output
-  image), and how many frames the browser sent;
+- received: sharpened frames drawn by the page per second (distinct frame numbers read back from the output
+  canvas), and how many frames the browser sent (binary WebSocket messages);
 - latency: from the moment a camera frame is shown in the page's camera preview (requestVideoFrameCallback) to
-  the moment its sharpened version is decoded in the output image, p50 and p95 (ms);
-- the tab's own line (frames/s and model ms, measured on the server);
-- where the time goes on the server, per frame, timed in this process on the same frame size: decoding the
-  browser's JPEG data URL, the model, and encoding the output the way the tab sends it.
+  the moment its sharpened version is drawn on the output canvas, p50 and p95 (ms); and the page's own round
+  trip (frame grabbed -> its result drawn);
+- the tab's own status line (frames/s, latency, model ms);
+- where the time goes on the server, per frame: decoding the browser's JPEG, the model, encoding the output
+  (medians of the timings the server sends with each frame during the measured seconds).
 Measure on an idle machine: the browser, the server and the model share its cores."""
 from __future__ import annotations
 
@@ -42,8 +44,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run", "--use-fake-device-for-media-stream",
                  "--use-fake-ui-for-media-stream", "--autoplay-policy=no-user-gesture-required"]
 
-# Page instrumentation: the frame number of each camera frame as the preview shows it, and of each output
-# image as it is decoded. Stamps: 8 cells in the left half of a top band (see face_video.stamp).
+# Page instrumentation: the frame number of each camera frame as the preview shows it, and of each sharpened
+# frame as the page draws it (the output canvas's "sharpkd-frame" event, fired right after drawing). Stamps: 8
+# cells in the left half of a top band (see face_video.stamp).
 INSTRUMENT_JS = """
 () => {
   const B = {seen: {}, recs: [], shown: 0};
@@ -66,7 +69,7 @@ INSTRUMENT_JS = """
     }
     return idx;
   };
-  const video = document.querySelector('#cam video');
+  const video = document.querySelector('#webcam-preview');
   let last = -1;
   const onFrame = () => {
     if (video.videoWidth) {
@@ -76,19 +79,13 @@ INSTRUMENT_JS = """
     video.requestVideoFrameCallback(onFrame);
   };
   video.requestVideoFrameCallback(onFrame);
-  let lastSrc = null;
-  const onOutput = async () => {
-    const img = document.querySelector('#live img');
-    if (!img || !img.getAttribute('src') || img.getAttribute('src') === lastSrc) return;
-    lastSrc = img.getAttribute('src');
-    try { await img.decode(); } catch (e) { return; }
+  const out = document.querySelector('#webcam-output');
+  out.addEventListener('sharpkd-frame', (ev) => {
     const t = performance.now();
-    const idx = B.read(img, img.naturalWidth, img.naturalHeight);
+    const idx = B.read(out, out.width, out.height);
     const t0 = B.seen[idx];
-    B.recs.push([t, idx, t0 === undefined ? null : t - t0, img.naturalWidth, img.naturalHeight]);
-  };
-  new MutationObserver(onOutput).observe(document.querySelector('#live'),
-                                         {subtree: true, childList: true, attributes: true});
+    B.recs.push([t, idx, t0 === undefined ? null : t - t0, out.width, out.height, ev.detail.latency_ms]);
+  });
   return true;
 }
 """
@@ -122,15 +119,20 @@ def start_server(port: int, extra: list[str], log_path: Path, timeout: float = S
 
 
 def start_webcam(page) -> None:
-    """Open the Webcam tab, allow the (fake) camera and press record."""
+    """Open the Webcam tab, press Start (the fake camera is allowed) and wait for the first sharpened frame."""
     page.get_by_role("tab", name="Webcam").wait_for()
     page.get_by_role("tab", name="Webcam").click()
-    page.get_by_text("Click to Access Webcam").click()
-    page.wait_for_function("() => { const v = document.querySelector('#cam video');"
+    page.locator("#webcam-toggle").click()
+    page.wait_for_function("() => { const v = document.querySelector('#webcam-preview');"
                            " return v && v.videoWidth > 0; }")
-    page.get_by_role("button", name="capture photo").click()  # "Record": starts the stream
-    page.wait_for_function("() => { const i = document.querySelector('#live img');"
-                           " return i && i.naturalWidth > 0; }")
+    page.wait_for_function("() => /frames\\/s/.test(document.querySelector('#webcam-status').textContent)")
+
+
+def _percentiles(values) -> tuple[float | None, float | None]:
+    arr = np.array([v for v in values if v is not None], dtype=np.float64)
+    if not arr.size:
+        return None, None
+    return round(float(np.percentile(arr, 50)), 1), round(float(np.percentile(arr, 95)), 1)
 
 
 def measure(url: str, y4m: Path, warmup: float, seconds: float, loop_seconds: float, headless: bool = True) -> dict:
@@ -139,7 +141,19 @@ def measure(url: str, y4m: Path, warmup: float, seconds: float, loop_seconds: fl
     preview skipped, and is counted as unmatched instead."""
     from playwright.sync_api import sync_playwright
 
-    sends: list[float] = []
+    sends: list[float] = []  # when each camera frame went out (binary messages)
+    stages: list[tuple[float, dict]] = []  # when each frame's timings came back, and the timings
+
+    def on_socket(ws) -> None:
+        ws.on("framesent", lambda payload: sends.append(time.perf_counter()) if isinstance(payload, bytes) else None)
+        ws.on("framereceived", lambda payload: on_message(payload))
+
+    def on_message(payload) -> None:
+        if isinstance(payload, str):
+            msg = json.loads(payload)
+            if msg.get("type") == "frame":
+                stages.append((time.perf_counter(), msg))
+
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=headless,
                                      args=CHROMIUM_ARGS + [f"--use-file-for-fake-video-capture={y4m}"])
@@ -147,69 +161,39 @@ def measure(url: str, y4m: Path, warmup: float, seconds: float, loop_seconds: fl
             context = browser.new_context(viewport={"width": 1400, "height": 1000}, permissions=["camera"])
             page = context.new_page()
             page.set_default_timeout(120_000)
-            page.on("request", lambda r: sends.append(time.perf_counter())
-                    if r.method == "POST" and "/stream/" in r.url else None)
+            page.on("websocket", on_socket)
             page.goto(url)
             start_webcam(page)
             page.evaluate(INSTRUMENT_JS)
             page.wait_for_timeout(int(warmup * 1000))
             page.evaluate("() => { window.__bench.recs = []; window.__bench.shown = 0; }")
-            n_sent0, t0 = len(sends), time.perf_counter()
+            t0 = time.perf_counter()
             page.wait_for_timeout(int(seconds * 1000))
             recs = page.evaluate("() => window.__bench.recs")
             shown = page.evaluate("() => window.__bench.shown")
             elapsed = time.perf_counter() - t0
-            sent = len([t for t in sends[n_sent0:] if t <= t0 + elapsed])
-            tab_line = page.input_value("#fps textarea")
-            page.get_by_role("button", name="stop recording").or_(page.get_by_text("Stop")).first.click()
+            tab_line = page.inner_text("#webcam-status")
+            page.locator("#webcam-toggle").click()  # Stop
         finally:
             browser.close()
+    sent = len([t for t in sends if t0 <= t <= t0 + elapsed])
+    timings = [m for t, m in stages if t0 <= t <= t0 + elapsed]
     distinct = [r for i, r in enumerate(recs) if i == 0 or r[1] != recs[i - 1][1]]
     matched = [r[2] for r in distinct if r[2] is not None and r[2] < loop_seconds * 500]
-    lat = np.array(matched, dtype=np.float64)
+    p50, p95 = _percentiles(matched)
+    rt50, rt95 = _percentiles(r[5] for r in recs)
     sizes = sorted({(r[3], r[4]) for r in recs})
+    server = {f"{k}_p50": round(float(np.median([m[k] for m in timings])), 2) if timings else None
+              for k in ("decode_ms", "model_ms", "encode_ms")}
     return {"seconds": round(elapsed, 2), "received_frames": len(distinct),
             "received_fps": round(len(distinct) / elapsed, 2), "sent_frames": sent,
             "sent_fps": round(sent / elapsed, 2),
             "camera_fps": round(shown / elapsed, 2),
             "latency_unmatched": len(distinct) - len(matched),
-            "latency_ms_p50": round(float(np.percentile(lat, 50)), 1) if lat.size else None,
-            "latency_ms_p95": round(float(np.percentile(lat, 95)), 1) if lat.size else None,
-            "output_sizes": [f"{w}x{h}" for w, h in sizes], "tab_line": tab_line}
-
-
-def server_breakdown(size: tuple[int, int], model: str | None, frames: int = 30) -> dict:
-    """Per-frame server work of the tab, timed here on one stamped face frame (median ms)."""
-    import base64
-    import io
-
-    from gradio import image_utils
-    from PIL import Image
-
-    from sharpkd.app import ui
-
-    face = face_video.read_rgb(face_video.default_face())
-    frame = next(face_video.face_frames(face, size, 1, blur=1.5, stamped=True))
-    buf = io.BytesIO()
-    Image.fromarray(frame).save(buf, "JPEG", quality=92)  # the browser sends canvas.toDataURL('image/jpeg')
-    data_url = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
-    sharpener = ui.webcam_sharpener(model)
-
-    def median_ms(fn) -> float:
-        fn()
-        times = []
-        for _ in range(frames):
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1000)
-        return round(float(np.median(times)), 2)
-
-    out = sharpener.sharpen(frame)
-    return {"decode_jpeg_data_url_ms": median_ms(lambda: image_utils.decode_base64_to_image_array(data_url)),
-            "model_ms": median_ms(lambda: sharpener.sharpen(frame)),
-            "encode_output_ms": median_ms(lambda: ui.webcam_html(out)),
-            "model": repr(sharpener), "input_jpeg_kb": round(len(buf.getvalue()) / 1024, 1),
-            "output_kb": round(len(ui.webcam_html(out)) / 1024, 1)}
+            "latency_ms_p50": p50, "latency_ms_p95": p95,
+            "round_trip_ms_p50": rt50, "round_trip_ms_p95": rt95,
+            "output_sizes": [f"{w}x{h}" for w, h in sizes], "tab_line": tab_line,
+            "server": {"frames": len(timings), **server}}
 
 
 def main() -> None:
@@ -222,9 +206,6 @@ def main() -> None:
     p.add_argument("--url", help="a running sharpkd serve (default: start one on a free port)")
     p.add_argument("--serve-args", default="", help="extra `sharpkd serve` options, quoted")
     p.add_argument("--start-timeout", type=float, default=START_TIMEOUT_S, help="seconds to wait for the server")
-    p.add_argument("--webcam-model", help="model for the server breakdown (default: the tab's; pass the same "
-                                          "--webcam-model in --serve-args to change the tab's)")
-    p.add_argument("--no-breakdown", action="store_true", help="skip the server-side per-stage timings")
     p.add_argument("--headed", action="store_true", help="show the browser (needs a display)")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
@@ -257,15 +238,13 @@ def main() -> None:
           f"{result['seconds']:.1f} s; browser sent {result['sent_fps']:.1f} frames/s, camera preview "
           f"{result['camera_fps']:.1f} frames/s)")
     print(f"latency camera preview -> sharpened frame shown: p50 {result['latency_ms_p50']} ms, "
-          f"p95 {result['latency_ms_p95']} ms ({result['latency_unmatched']} frames unmatched); "
+          f"p95 {result['latency_ms_p95']} ms ({result['latency_unmatched']} frames unmatched); page round trip "
+          f"(frame grabbed -> drawn) p50 {result['round_trip_ms_p50']} ms, p95 {result['round_trip_ms_p95']} ms; "
           f"output sizes {', '.join(result['output_sizes'])}")
     print(f"the tab says: {result['tab_line']}")
-    if not args.no_breakdown:
-        result["server"] = server_breakdown(size, args.webcam_model)
-        s = result["server"]
-        print(f"server, per frame (median, this process): decode the browser's JPEG {s['decode_jpeg_data_url_ms']} ms"
-              f" ({s['input_jpeg_kb']} KB), model {s['model_ms']} ms ({s['model']}), encode the output "
-              f"{s['encode_output_ms']} ms ({s['output_kb']} KB inline)")
+    s = result["server"]
+    print(f"server, per frame (median of {s['frames']} frames, from its messages): decode the browser's JPEG "
+          f"{s['decode_ms_p50']} ms, model {s['model_ms_p50']} ms, encode the output {s['encode_ms_p50']} ms")
     try:
         load1 = os.getloadavg()[0]
         result["load_average_1min"] = round(load1, 2)

@@ -106,16 +106,14 @@ def test_clicking_a_bundled_example_runs_it(page):
 
 def test_webcam_tab_streams_through_the_student(page):
     page.get_by_role("tab", name="Webcam").click()
-    page.get_by_text("Click to Access Webcam").click()
-    page.get_by_role("button", name="capture photo").click()  # "Record": starts the stream
-    page.wait_for_function("() => { const i = document.querySelector('#live img'); return i && i.naturalWidth > 0; }")
-    first = page.get_attribute("#live img", "src")
-    page.wait_for_function(f"() => document.querySelector('#live img').getAttribute('src') !== {first!r}")
-    page.wait_for_function("() => parseFloat(document.querySelector('#fps textarea').value) > 0")
-    fps = page.input_value("#fps textarea")
-    assert re.match(r"\d+\.\d frames/s \| student \d+ ms per \d+x\d+ frame", fps), fps
+    page.locator("#webcam-toggle").click()  # Start: the camera, then frames over the tab's WebSocket
+    page.wait_for_function("() => parseFloat(document.querySelector('#webcam-status').textContent) > 0")
+    line = page.inner_text("#webcam-status")
+    assert re.match(r"\d+\.\d frames/s \| latency \d+ ms \| student \d+ ms per \d+x\d+ frame", line), line
     _screenshot(page, "app-webcam-tab.png")
-    page.get_by_role("button", name="stop recording").or_(page.get_by_text("Stop")).first.click()
+    page.locator("#webcam-toggle").click()  # Stop
+    page.wait_for_function("() => document.querySelector('#webcam-status').textContent.startsWith('stopped after')")
+    assert page.inner_text("#webcam-toggle") == "Start"
 
 
 def test_models_tab_reads_the_sidecars(page):

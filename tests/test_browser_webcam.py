@@ -1,9 +1,9 @@
 """The Webcam tab in a real browser: Chromium's fake camera plays a blurred face video made here (each frame
-stamped with its number), the tab streams it through the real-time student, and the frames that come back are
-the model's sharpened versions of the very frames the browser sent."""
+stamped with its number), the tab sends its frames over its WebSocket through the real-time student, and the
+frames that come back are the model's sharpened versions of the very frames the browser sent; the page draws
+them and shows its status line."""
 from __future__ import annotations
 
-import base64
 import importlib.util
 import os
 import re
@@ -26,7 +26,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--use-fake-ui-for-media-stream"]
 SIZE = (640, 480)
 FRAMES_WANTED = 3
-DATA_URL = re.compile(r"data:image/jpeg;base64,([A-Za-z0-9+/=]+)")
+STATUS = re.compile(r"(\d+\.\d) frames/s \| latency \d+ ms \| student \d+ ms per 640x480 frame \((.+), onnx\)")
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -38,8 +38,9 @@ def _face_video():
     return module
 
 
-def _decode(b64: str) -> np.ndarray:
-    bgr = cv2.imdecode(np.frombuffer(base64.b64decode(b64), np.uint8), cv2.IMREAD_COLOR)
+def _decode(jpeg: bytes) -> np.ndarray:
+    bgr = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert bgr is not None, f"not a JPEG: {jpeg[:16]!r}"
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
@@ -62,17 +63,24 @@ def camera_file(sharpkd_app_face, tmp_path_factory) -> Path:
 
 
 def test_webcam_tab_returns_sharpened_frames_from_the_fake_camera(sharpkd_app_server, camera_file):
-    from sharpkd.app.ui import webcam_sharpener
+    from sharpkd.app.ui import WEBCAM_PATH, webcam_sharpener
     from sharpkd.inference.live import DEFAULT_MODEL
 
     fv = _face_video()
-    sent: dict[int, str] = {}  # frame number -> the JPEG the browser sent (base64)
+    sent: dict[int, bytes] = {}  # frame number -> the JPEG the browser sent
+    received: dict[int, bytes] = {}  # frame number -> the sharpened JPEG the server sent back
+    sockets = []
 
-    def on_request(request):
-        if request.method != "POST" or "data:image/jpeg;base64," not in (request.post_data or ""):
-            return
-        for b64 in DATA_URL.findall(request.post_data):
-            sent.setdefault(fv.read_stamp(_decode(b64)), b64)
+    def keep(frames: dict[int, bytes]):
+        def on_frame(payload):
+            if isinstance(payload, bytes):  # JPEG frames are binary; the server's JSON messages are text
+                frames.setdefault(fv.read_stamp(_decode(payload)), payload)
+        return on_frame
+
+    def on_socket(ws):
+        sockets.append(ws.url)
+        ws.on("framesent", keep(sent))
+        ws.on("framereceived", keep(received))
 
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM),
@@ -80,32 +88,36 @@ def test_webcam_tab_returns_sharpened_frames_from_the_fake_camera(sharpkd_app_se
         try:
             page = browser.new_context(viewport={"width": 1400, "height": 1000}, permissions=["camera"]).new_page()
             page.set_default_timeout(120_000)
-            page.on("request", on_request)
+            page.on("websocket", on_socket)
             page.goto(sharpkd_app_server)
             page.get_by_role("tab", name="Webcam").click()
-            page.get_by_text("Click to Access Webcam").click()
-            page.get_by_role("button", name="capture photo").click()  # "Record": starts the stream
-            received: dict[int, str] = {}  # frame number -> the sharpened JPEG shown (base64)
-            last = None
+            page.locator("#webcam-toggle").click()  # Start
             for _ in range(600):
-                src = page.evaluate("() => { const i = document.querySelector('#live img');"
-                                    " return i ? i.getAttribute('src') : null; }")
-                if src and src != last:
-                    last = src
-                    match = DATA_URL.search(src)
-                    assert match, f"the output is not an inline JPEG: {src[:80]}"
-                    received.setdefault(fv.read_stamp(_decode(match.group(1))), match.group(1))
                 if len(set(received) & set(sent)) >= FRAMES_WANTED:
                     break
                 page.wait_for_timeout(100)
-            line = page.input_value("#fps textarea")
-            page.get_by_role("button", name="stop recording").or_(page.get_by_text("Stop")).first.click()
+            page.wait_for_function("() => /frames\\/s \\| latency \\d+ ms \\| student/"
+                                   ".test(document.querySelector('#webcam-status').textContent)")
+            line = page.inner_text("#webcam-status")
+            drawn = page.evaluate("() => { const c = document.querySelector('#webcam-output');"
+                                  " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+                                  " let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i];"
+                                  " return [c.width, c.height, s / (d.length / 4)]; }")
+            page.locator("#webcam-toggle").click()  # Stop
+            page.wait_for_function("() => document.querySelector('#webcam-status').textContent"
+                                   ".startsWith('stopped after')")
+            stopped = page.evaluate("() => [document.querySelector('#webcam-preview').srcObject,"
+                                    " document.querySelector('#webcam-toggle').textContent]")
         finally:
             browser.close()
 
+    assert sockets and all(url.endswith(WEBCAM_PATH) for url in sockets), sockets  # the tab's own transport
     both = sorted(set(received) & set(sent))
     assert len(both) >= FRAMES_WANTED, f"got {len(received)} output frames, {len(sent)} sent, {len(both)} matched"
-    assert re.match(rf"\d+\.\d frames/s \| student \d+ ms per 640x480 frame \({DEFAULT_MODEL}, onnx\)", line), line
+    match = STATUS.match(line)
+    assert match and match.group(2) == DEFAULT_MODEL, line
+    assert drawn[:2] == list(SIZE) and drawn[2] > 10, drawn  # the output canvas shows a frame, not black
+    assert stopped == [None, "Start"]  # Stop closed the camera
     model = webcam_sharpener()  # the tab's model, here in this process
     band = fv.stamp_band(*SIZE)[1]
     for idx in both[:FRAMES_WANTED]:

@@ -1,27 +1,34 @@
-"""The Gradio page: an Image tab (teacher and student side by side), a Webcam tab (the student live) and a
-Models tab; every event is also a named HTTP endpoint. Thin: the work is in `service.AppService`."""
+"""The Gradio page: an Image tab (teacher and student side by side), a Webcam tab (the student live, over a
+WebSocket of its own: `WebcamSocket`) and a Models tab; every event is also a named HTTP endpoint. Thin: the
+work is in `service.AppService`."""
 from __future__ import annotations
 
 import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+import importlib.util  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
 import logging  # noqa: E402
 import stat  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
+from urllib.parse import urlsplit  # noqa: E402
 
+import anyio  # noqa: E402
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
+from fastapi import WebSocket, WebSocketDisconnect  # noqa: E402
 
-from ..errors import SharpkdError  # noqa: E402
+from ..errors import BadImageError, SharpkdError  # noqa: E402
 from .service import BLUR_KINDS, MODEL_ROLES, STRENGTH_RANGE, AppService, describe_value, example_images  # noqa: E402
 
 log = logging.getLogger("sharpkd")
 
 DEFAULT_CONCURRENCY = 2  # image requests run at the same time (2 CPU cores); the rest wait in the queue
-WEBCAM_CONCURRENCY = 4  # webcam sessions served at once (the student is small)
+WEBCAM_CONCURRENCY = 4  # webcam streams served at once (the student is small); more are refused
 QUEUE_SIZE = 64
 # Files the server writes (uploads, results) are deleted KEEP_FILES_S after they were written, checked every
 # DELETE_EVERY_S (and all of them when it stops); no session keeps images in memory, and at most SESSIONS
@@ -30,17 +37,16 @@ DELETE_EVERY_S, KEEP_FILES_S = 300, 900
 EMPTY_FOLDER_S = 60  # an emptied folder of Gradio's cache is removed this long after its last change
 SESSIONS = 256
 STOP_WAIT_S = 30  # on Ctrl-C or SIGTERM, images in hand get this long to finish before the process ends
-WEBCAM_SECONDS = 600  # a webcam stream stops after this long; press record again to go on
+WEBCAM_SECONDS = 600  # a webcam stream stops after this long; press Start again to go on
 WEBCAM_SIZE = (640, 480)  # asked of the camera: a video call's frame, and real time on a laptop CPU
-# The browser sends the newest camera frame this often, whether or not the last result is back (Gradio's
-# client does not wait); the server takes the newest frame when it is free. At the camera's rate: a longer
-# interval caps the frame rate (0.1 s capped it at 10), a shorter one only spends the browser's CPU.
-WEBCAM_STREAM_EVERY = 1 / 30
-WEBCAM_JPEG_QUALITY = 85
-FPS_WINDOW_S = 2.0
+WEBCAM_PATH = "/webcam/ws"  # the Webcam tab's WebSocket (`WebcamSocket`), on the app's own host and port
+WEBCAM_MAX_PIXELS = 3840 * 2160  # a larger frame is refused before it is decoded
+WEBCAM_JPEG_QUALITY = 85  # the sharpened frames the server sends
+WEBCAM_SEND_QUALITY = 0.8  # the camera frames the page sends (canvas.toBlob)
+WEBCAM_IN_FLIGHT = 2  # frames on their way at once: one at the server, the next already sent
 
 # The before/after slider stretches its images to the container's width and crops them; show them whole.
-CSS = "#slider img { object-fit: contain !important; } #live img { width: 100%; height: auto; display: block; }"
+CSS = "#slider img { object-fit: contain !important; }"
 
 INTRO = """# sharpkd: deblurring video-call frames
 A 469K-parameter **teacher** U-Net and the ~20K-parameter **student** distilled from it, side by side.
@@ -107,7 +113,7 @@ def webcam_sharpener(model: str | os.PathLike | None = None, threads: int | None
 
 
 def encode_webcam_frame(rgb: np.ndarray) -> bytes:
-    """A sharpened frame as JPEG bytes (what the Webcam tab sends back, inline)."""
+    """A sharpened frame as JPEG bytes (what the Webcam tab's socket sends back)."""
     import cv2
 
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
@@ -117,20 +123,159 @@ def encode_webcam_frame(rgb: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def webcam_html(rgb: np.ndarray) -> str:
-    """The frame as an <img> with a JPEG data URL: it travels in the event's own message. (A gr.Image output is
-    written to a file in Gradio's cache and fetched by the browser in a second request, one file per frame.)"""
-    import base64
+def decode_webcam_frame(data: bytes, max_pixels: int = WEBCAM_MAX_PIXELS) -> np.ndarray:
+    """A camera frame sent by the page (JPEG bytes) as uint8 RGB; BadImageError with one line for anything else.
+    The size is checked in the header, before any pixel is decoded."""
+    from PIL import Image, UnidentifiedImageError
 
-    data = base64.b64encode(encode_webcam_frame(rgb)).decode("ascii")
-    h, w = rgb.shape[:2]
-    return f'<img src="data:image/jpeg;base64,{data}" width="{w}" height="{h}" alt="sharpened frame">'
+    if not data:
+        raise BadImageError("empty message: send each camera frame as JPEG bytes")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.format != "JPEG":
+                raise BadImageError(f"a {im.format} image: send each camera frame as JPEG bytes")
+            if im.width * im.height > max_pixels:
+                raise BadImageError(f"a {im.width}x{im.height} frame is above the limit of "
+                                    f"{max_pixels / 1e6:.1f} megapixels")
+            im.load()
+            return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
+    except UnidentifiedImageError:
+        raise BadImageError("not a JPEG image: send each camera frame as JPEG bytes") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise BadImageError(f"corrupt or truncated JPEG ({exc})") from None
+
+
+class WebcamSocket:
+    """The Webcam tab's transport: a WebSocket on the app's own server (WEBCAM_PATH). The page sends each camera
+    frame as one binary message (JPEG); for each, the server answers a JSON text message with the frame's size
+    and its time per stage, then the sharpened frame as a binary message (JPEG), or one JSON error message for a
+    frame it cannot use, and goes on. One frame at a time per stream, its work in a worker thread (the event loop
+    stays free); at most `limit` streams at once, each closed after `seconds`. (A Gradio streaming event would put
+    a JSON/base64 message, an HTTP POST and an SSE reply around every frame.)
+
+    Messages from the server: {"type": "ready", "model", "backend", "max_side", "seconds"} once; per frame
+    {"type": "frame", "width", "height", "decode_ms", "model_ms", "encode_ms"} and the JPEG, or {"type": "error",
+    "message", "frame": true}; {"type": "error", "message"} before refusing a stream; {"type": "end", "message"}
+    before closing one that ran for `seconds`."""
+
+    def __init__(self, sharpener, max_pixels: int | None = None, limit: int = WEBCAM_CONCURRENCY,
+                 seconds: float = WEBCAM_SECONDS):
+        self.sharpener, self.limit, self.seconds = sharpener, limit, seconds
+        self.max_pixels = min(max_pixels or WEBCAM_MAX_PIXELS, WEBCAM_MAX_PIXELS)
+        self.streams = 0  # open streams: changed on the event loop only
+        self._busy, self._idle = 0, threading.Condition()  # frames in a worker thread, for `wait_idle`
+
+    def frame(self, data: bytes) -> tuple[bytes, dict]:
+        """One camera frame: JPEG bytes -> (the sharpened frame as JPEG bytes, its "frame" message)."""
+        with self._idle:
+            self._busy += 1
+        try:
+            t0 = time.perf_counter()
+            rgb = AppService.fit_frame(decode_webcam_frame(data, self.max_pixels), max(WEBCAM_SIZE))
+            t1 = time.perf_counter()
+            out = self.sharpener.sharpen(rgb)
+            t2 = time.perf_counter()
+            jpeg = encode_webcam_frame(out)
+            t3 = time.perf_counter()
+        finally:
+            with self._idle:
+                self._busy -= 1
+                self._idle.notify_all()
+        h, w = out.shape[:2]
+        return jpeg, {"type": "frame", "width": w, "height": h, "decode_ms": round((t1 - t0) * 1000, 2),
+                      "model_ms": round((t2 - t1) * 1000, 2), "encode_ms": round((t3 - t2) * 1000, 2)}
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no frame is in a worker thread (at most `timeout_s` seconds); False if one still is."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._busy == 0, timeout_s)
+
+    async def serve(self, websocket: WebSocket) -> None:
+        """One stream, until the page closes it or `seconds` have passed."""
+        origin = websocket.headers.get("origin")
+        if origin and urlsplit(origin).netloc != websocket.headers.get("host"):
+            await websocket.close(code=1008)  # another site's page (browsers send Origin): refused (HTTP 403)
+            return
+        await websocket.accept()
+        if self.streams >= self.limit:
+            await websocket.send_text(json.dumps({"type": "error", "message": "this server already runs its "
+                                                  f"{self.limit} webcam stream(s) at once: try again later"}))
+            await websocket.close(code=1013)  # "try again later"
+            return
+        self.streams += 1
+        try:
+            await websocket.send_text(json.dumps({
+                "type": "ready", "model": self.sharpener.name, "backend": getattr(self.sharpener, "backend_name", "?"),
+                "max_side": max(WEBCAM_SIZE), "seconds": self.seconds}))
+            deadline = time.monotonic() + self.seconds
+            while True:
+                with anyio.move_on_after(deadline - time.monotonic()) as timer:
+                    message = await websocket.receive()
+                if timer.cancelled_caught:
+                    minutes = f"{self.seconds / 60:g} minutes" if self.seconds >= 60 else f"{self.seconds:g} s"
+                    await websocket.send_text(json.dumps({"type": "end", "message": f"a stream stops after "
+                                                          f"{minutes}: press Start to go on"}))
+                    await websocket.close(code=1000)
+                    return
+                if message["type"] == "websocket.disconnect":
+                    return
+                if message.get("bytes") is None:
+                    await websocket.send_text(json.dumps({"type": "error", "frame": True, "message":
+                                                          "a text message: send each camera frame as JPEG bytes"}))
+                    continue
+                try:
+                    jpeg, info = await anyio.to_thread.run_sync(self.frame, message["bytes"])
+                except BadImageError as exc:
+                    await websocket.send_text(json.dumps({"type": "error", "frame": True, "message": str(exc)}))
+                    continue
+                except Exception as exc:  # not the page's fault: log it whole, tell the page in one line, stop
+                    log.exception("webcam frame failed")
+                    await websocket.send_text(json.dumps({"type": "error", "frame": True, "message":
+                                                          f"the server could not sharpen the frame ({exc})"}))
+                    await websocket.close(code=1011)
+                    return
+                await websocket.send_text(json.dumps(info))
+                await websocket.send_bytes(jpeg)
+        except WebSocketDisconnect:  # the page went away while an answer was being sent
+            pass
+        finally:
+            self.streams -= 1
+
+
+def webcam_block(webcam) -> gr.HTML:
+    """The Webcam tab's page: camera preview, output canvas, Start/Stop and a status line, driven by webcam.js
+    (which talks to `WebcamSocket`)."""
+    html = f"""<div class="sk-webcam">
+  <div class="sk-views">
+    <figure><figcaption>Camera</figcaption><video id="webcam-preview" autoplay muted playsinline></video></figure>
+    <figure><figcaption>Student ({webcam.name}), live</figcaption>
+      <canvas id="webcam-output" width="{WEBCAM_SIZE[0]}" height="{WEBCAM_SIZE[1]}"></canvas></figure>
+  </div>
+  <button id="webcam-toggle" type="button">Start</button>
+  <div id="webcam-status" role="status">Press Start and allow the camera.</div>
+</div>"""
+    css = """
+.sk-views { display: flex; gap: 12px; flex-wrap: wrap; }
+.sk-views figure { flex: 1 1 300px; margin: 0; }
+.sk-views figcaption { font-size: var(--block-label-text-size); color: var(--block-label-text-color); margin-bottom: 4px; }
+.sk-views video, .sk-views canvas { width: 100%; height: auto; display: block; background: #111;
+  border-radius: var(--block-radius); transform: scaleX(-1); }
+#webcam-toggle { margin: 12px 0 8px; padding: 8px 28px; border: none; border-radius: var(--button-large-radius);
+  background: var(--button-primary-background-fill); color: var(--button-primary-text-color);
+  font-weight: var(--button-large-text-weight); cursor: pointer; }
+#webcam-toggle:disabled { opacity: 0.6; cursor: default; }
+#webcam-status { font-family: var(--font-mono); font-size: var(--text-sm); }
+"""
+    return gr.HTML(value="", html_template=html, css_template=css,
+                   js_on_load=(Path(__file__).with_name("webcam.js")).read_text(encoding="utf-8"),
+                   elem_id="webcam", ws_path=WEBCAM_PATH.lstrip("/"), width=WEBCAM_SIZE[0], height=WEBCAM_SIZE[1],
+                   quality=WEBCAM_SEND_QUALITY, max_in_flight=WEBCAM_IN_FLIGHT)
 
 
 def build_app(service: AppService, examples_dir: str | os.PathLike | None = None, webcam=None,
               threads: int | None = None) -> gr.Blocks:
-    """The gr.Blocks of the app (not launched). API endpoints: /compare, /sharpen, /models (and /webcam, the
-    streaming event of the Webcam tab, which gradio_client cannot call: scripts send frames to /sharpen).
+    """The gr.Blocks of the app (not launched). API endpoints: /compare, /sharpen, /models. The Webcam tab talks
+    to `demo.sharpkd_webcam` (a `WebcamSocket`), which `serve` adds to the launched app at WEBCAM_PATH.
     `webcam`: the Webcam tab's sharpener (default: `webcam_sharpener()`, the real-time student on `threads`
     threads, or the app's student if that cannot load)."""
     examples = example_images(examples_dir)
@@ -176,20 +321,6 @@ def build_app(service: AppService, examples_dir: str | os.PathLike | None = None
         h, w = out.shape[:2]
         return out, {"model": role or "student", "width": w, "height": h, "latency_ms": round(ms, 1),
                      "trained": service.models[role or "student"].trained}
-
-    def webcam_frame(frame, times):
-        if frame is None:
-            return gr.skip(), gr.skip(), times
-        frame = service.fit_frame(np.ascontiguousarray(frame[..., :3]), max(WEBCAM_SIZE))
-        t0 = time.perf_counter()
-        out = webcam.sharpen(frame)
-        ms = (time.perf_counter() - t0) * 1000
-        now = time.perf_counter()
-        times = [t for t in (times or []) if now - t <= FPS_WINDOW_S] + [now]
-        fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
-        h, w = frame.shape[:2]
-        line = f"{fps:.1f} frames/s | student {ms:.0f} ms per {w}x{h} frame ({webcam.name}, {webcam.backend_name})"
-        return webcam_html(out), line, times
 
     def models():
         return service.model_info()
@@ -238,21 +369,11 @@ def build_app(service: AppService, examples_dir: str | os.PathLike | None = None
             slider_role.change(reslide, [slider_role, in_img, t_img, s_img], [slider], api_visibility="private")
 
         with gr.Tab("Webcam", id="webcam"):
-            gr.Markdown("Allow the camera and press **record**: frames go through the student as they arrive "
-                        f"(frames larger than {max(WEBCAM_SIZE)} px are scaled down first; a stream stops after "
-                        f"{WEBCAM_SECONDS // 60} minutes: press record again).")
-            with gr.Row():
-                cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Camera", elem_id="cam",
-                               webcam_options=gr.WebcamOptions(mirror=True, constraints={"video": {
-                                   "width": {"ideal": WEBCAM_SIZE[0]}, "height": {"ideal": WEBCAM_SIZE[1]}}}))
-                live = gr.HTML(label=f"Student ({webcam.name}), live", show_label=True, container=True,
-                               js_on_load=None, elem_id="live")
-            fps = gr.Textbox(label="Frames per second", interactive=False, elem_id="fps")
-            times = gr.State([])
-            cam.stream(webcam_frame, [cam, times], [live, fps, times], stream_every=WEBCAM_STREAM_EVERY,
-                       time_limit=WEBCAM_SECONDS,
-                       concurrency_limit=WEBCAM_CONCURRENCY, concurrency_id="webcam", api_name="webcam",
-                       api_visibility="undocumented", show_progress="hidden")  # clients: /sharpen, student
+            gr.Markdown("Press **Start** and allow the camera: its frames go through the student as fast as it "
+                        "returns them, a new one as each result comes back (frames larger than "
+                        f"{max(WEBCAM_SIZE)} px are scaled down first; a stream stops after "
+                        f"{WEBCAM_SECONDS // 60} minutes: press Start again).")
+            webcam_block(webcam)
 
         with gr.Tab("Models", id="models"):
             gr.Markdown(_models_markdown(info), elem_id="models-table")
@@ -281,6 +402,7 @@ def build_app(service: AppService, examples_dir: str | os.PathLike | None = None
                              api_description="Parameters, MACs, training data and validation metrics of each model")
     demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=QUEUE_SIZE)
     demo.sharpkd_allowed_paths = [str(Path(examples[0]).parent)] + [str(Path(p).parent) for p, _ in curves]
+    demo.sharpkd_webcam = WebcamSocket(webcam, max_pixels=service.max_pixels)
     return demo
 
 
@@ -294,12 +416,18 @@ def serve(host: str = "127.0.0.1", port: int = 7860, teacher: str | None = None,
     demo = build_app(service, webcam=webcam, threads=threads)
     if max_file_mb is None:  # room for an uncompressed 16-bit image at the pixel limit
         max_file_mb = max(50.0, 6 * (max_pixels or 25e6) / 1e6 * 1.1)
+    if not any(importlib.util.find_spec(m) for m in ("websockets", "wsproto")):  # uvicorn's WebSocket support
+        log.warning("the Webcam tab will not connect: install the websockets package (pip install websockets)")
     log.info("serving on http://%s:%d (teacher: %s; student: %s; limit %s)", host, port,
              service.models["teacher"].source, service.models["student"].source,
              f"{max_pixels / 1e6:g} MP" if max_pixels else "none")
     demo.launch(server_name=host, server_port=port, show_error=True, max_file_size=f"{int(max_file_mb)}mb",
                 allowed_paths=demo.sharpkd_allowed_paths, css=CSS, ssr_mode=False, quiet=False, inbrowser=False,
                 state_session_capacity=SESSIONS, prevent_thread_lock=True)
+    # The Webcam tab's WebSocket goes on the FastAPI app that launch() made and serves (`demo.app`): same host and
+    # port, and launch() keeps doing everything else (queue, cache cleaning, stopping on Ctrl-C or SIGTERM).
+    # Mounting the Blocks in an app of our own (gr.mount_gradio_app) would mean running uvicorn and redoing that.
+    demo.app.add_api_websocket_route(WEBCAM_PATH, demo.sharpkd_webcam.serve)
     keep_launch_files(demo)
     stop, cache = threading.Event(), Path(demo.GRADIO_CACHE)
 
@@ -313,7 +441,7 @@ def serve(host: str = "127.0.0.1", port: int = 7860, teacher: str | None = None,
     finally:
         # Gradio has stopped taking requests. An image still in a model finishes first (a model cut off by the
         # end of the process aborts it, "terminate called without an active exception").
-        if not service.wait_idle(STOP_WAIT_S):
+        if not (service.wait_idle(STOP_WAIT_S) and demo.sharpkd_webcam.wait_idle(STOP_WAIT_S)):
             log.warning("stopping with an image still in hand after %d s", STOP_WAIT_S)
         # Gradio deletes the files it served when its server thread shuts down, but that thread can be cut
         # short by the end of the process (requests still open): do it here.
