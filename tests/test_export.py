@@ -78,10 +78,11 @@ def test_eager_padding_unchanged():
     assert torch.equal(y[..., 6, :9], x[..., 4, :])  # reflect otherwise
 
 
-@pytest.mark.parametrize("name,multiple", [("student_fast", 8), ("student_gated", 4), ("student_lk", 4)])
-def test_student_variants_run_any_size_and_export(name, multiple, tmp_path):
+@pytest.mark.parametrize("name,kwargs,multiple", [("student_fast", {}, 8), ("student_fast", {"scale": 4}, 16),
+                                                  ("student_gated", {}, 4), ("student_lk", {}, 4)])
+def test_student_variants_run_any_size_and_export(name, kwargs, multiple, tmp_path):
     torch.manual_seed(0)
-    net = build_model(name).eval()
+    net = build_model(name, **kwargs).eval()
     with torch.no_grad():  # move the zero-initialised layers, so that every branch counts in the parity check
         for p in net.parameters():
             p.add_(0.1 * torch.randn_like(p))

@@ -106,3 +106,18 @@ def test_a_recipe_loss_with_an_unknown_key_is_a_one_line_error():
 
     with pytest.raises(SharpkdError, match="recipe loss 'kd': .*attention"):
         RestorationModule(build_model("student_fast"), {"name": "kd", "alpha": 0.7, "attention": 0.1})
+
+
+def test_the_guarded_kd_loss_pulls_toward_the_input_where_the_teacher_is_worse():
+    target = torch.full((2, 3, 16, 16), 0.5)
+    inp = target + 0.1                                       # the input: 0.1 off
+    teacher = torch.stack([target[0] + 0.05, target[1] + 0.3])  # better than the input, then worse
+    student = torch.full_like(target, 0.5)
+    chosen = KDLoss.guarded(teacher, inp, target)
+    assert torch.equal(chosen[0], teacher[0]) and torch.equal(chosen[1], inp[1])
+    # the student equals the ground truth: only the teacher term is left, MSE to (0.05, then 0.1)
+    expected = 0.7 * (0.05 ** 2 + 0.1 ** 2) / 2
+    assert KDLoss(guard=True)(student, target, teacher, inp).item() == pytest.approx(expected, rel=1e-5)
+    assert KDLoss()(student, target, teacher, inp).item() == pytest.approx(0.7 * (0.05 ** 2 + 0.3 ** 2) / 2, rel=1e-5)
+    with pytest.raises(ValueError):
+        KDLoss(guard=True)(student, target, teacher)

@@ -35,17 +35,32 @@ class CombinedLoss(nn.Module):
 class KDLoss(nn.Module):
     """alpha * MSE(student, teacher) + beta * MSE(student, GT) + gamma * (1 - SSIM(student, GT)).
 
-    With `teacher=None` (or alpha=0) the teacher term is dropped: the no-KD ablation."""
+    With `teacher=None` (or alpha=0) the teacher term is dropped: the no-KD ablation. With `guard=True` the
+    teacher term of a sample whose teacher output is further from the ground truth (MSE) than the input itself
+    pulls toward the input instead: where the teacher would damage a frame (a good frame, mostly), the student
+    learns to leave it alone rather than copy the damage."""
 
-    def __init__(self, alpha: float = 0.7, beta: float = 0.3, gamma: float = 0.1):
+    def __init__(self, alpha: float = 0.7, beta: float = 0.3, gamma: float = 0.1, guard: bool = False):
         super().__init__()
-        self.alpha, self.beta, self.gamma = alpha, beta, gamma
+        self.alpha, self.beta, self.gamma, self.guard = alpha, beta, gamma, guard
+
+    @staticmethod
+    def guarded(teacher: torch.Tensor, inp: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per sample, the teacher's output or the input, whichever is closer to the ground truth."""
+        worse = (teacher - target).pow(2).mean((1, 2, 3)) > (inp - target).pow(2).mean((1, 2, 3))
+        return torch.where(worse[:, None, None, None], inp, teacher)
 
     @torch.autocast("cpu", enabled=False)
     @torch.autocast("cuda", enabled=False)
-    def forward(self, student: torch.Tensor, target: torch.Tensor, teacher: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, student: torch.Tensor, target: torch.Tensor, teacher: torch.Tensor | None = None,
+                inp: torch.Tensor | None = None) -> torch.Tensor:
         student, target = student.float(), target.float()
         loss = self.beta * F.mse_loss(student, target) + self.gamma * (1 - ssim(student, target))
         if teacher is not None and self.alpha:
-            loss = loss + self.alpha * F.mse_loss(student, teacher.float())
+            teacher = teacher.float()
+            if self.guard:
+                if inp is None:
+                    raise ValueError("KDLoss(guard=True) needs the input")
+                teacher = self.guarded(teacher, inp.float(), target)
+            loss = loss + self.alpha * F.mse_loss(student, teacher)
         return loss

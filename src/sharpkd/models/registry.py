@@ -36,4 +36,7 @@ def register_model(name: str):
 def build_model(name: str, **kwargs) -> nn.Module:
     if name not in MODELS:
         raise SharpkdError(f"unknown model {name!r}; choose from {', '.join(sorted(MODELS))}")
-    return MODELS[name](**kwargs)
+    try:
+        return MODELS[name](**kwargs)
+    except TypeError as exc:  # an option the architecture does not have
+        raise SharpkdError(f"model {name}: {exc}") from None

@@ -20,25 +20,25 @@ from .student import DilatedBottleneck
 class FastStudentUNet(RestorationNet):
     """Pixel-unshuffle(2) -> separable U-Net at 1/2, 1/4, 1/8 resolution -> pixel-shuffle(2)."""
 
-    multiple = 8  # unshuffle by 2, then two 2x poolings
-
-    def __init__(self, width: int = 16, residual: bool = False):
+    def __init__(self, width: int = 16, residual: bool = False, scale: int = 2, kernel: int = 3):
         super().__init__(residual)
+        self.multiple = 4 * scale  # unshuffle by `scale`, then two 2x poolings
         c1, c2, c3 = width, 2 * width, 4 * width
         # A 2x2 stride-2 conv is exactly pixel-unshuffle(2) followed by a 1x1 conv, and a 2x2 stride-2
         # transposed conv is a 1x1 conv to 12 channels followed by pixel-shuffle(2): the same model, without the
         # two 6-D transposes that cost more than all the convs together in onnxruntime.
-        self.stem = nn.Sequential(nn.Conv2d(3, c1, 2, stride=2), nn.LeakyReLU(0.1, inplace=True),
-                                  SeparableConv(c1, c1))
-        self.enc2 = nn.Sequential(SeparableConv(c1, c2), SeparableConv(c2, c2))
+        k = kernel
+        self.stem = nn.Sequential(nn.Conv2d(3, c1, scale, stride=scale), nn.LeakyReLU(0.1, inplace=True),
+                                  SeparableConv(c1, c1, k))
+        self.enc2 = nn.Sequential(SeparableConv(c1, c2, k), SeparableConv(c2, c2, k))
         self.pool = nn.MaxPool2d(2)
-        self.bottleneck = nn.Sequential(DilatedBottleneck(c2, c3), SeparableConv(c3, c3))
+        self.bottleneck = nn.Sequential(DilatedBottleneck(c2, c3, k), SeparableConv(c3, c3, k))
         self.up2 = upsample(c3, c2)
-        self.dec2 = nn.Sequential(SeparableConv(c2, c2), SeparableConv(c2, c2))
+        self.dec2 = nn.Sequential(SeparableConv(c2, c2, k), SeparableConv(c2, c2, k))
         self.up1 = upsample(c2, c1)
-        self.dec1 = SeparableConv(c1, c1)
-        self.head = nn.Sequential(nn.Conv2d(c1, c1, 3, padding=1, groups=c1, bias=False),
-                                  nn.ConvTranspose2d(c1, 3, 2, stride=2))
+        self.dec1 = SeparableConv(c1, c1, k)
+        self.head = nn.Sequential(nn.Conv2d(c1, c1, k, padding=k // 2, groups=c1, bias=False),
+                                  nn.ConvTranspose2d(c1, 3, scale, stride=scale))
         self.init_output()
 
     def body(self, x: torch.Tensor) -> torch.Tensor:

@@ -14,9 +14,11 @@ OVERRIDABLE = ("max_epochs", "epoch_size", "val_size", "batch_size", "lr", "pati
 
 
 def load_recipe(name: str, path: str | None = None, overrides: dict | None = None) -> dict:
-    """The recipe `name` (teacher, student_kd, student_nokd) or the YAML at `path`, with `overrides` on top
-    (None values are ignored)."""
+    """The recipe `name` (teacher, student_kd, student_nokd) or the YAML at `path` (a file, or the name of a
+    packaged recipe such as `student_call`), with `overrides` on top (None values are ignored)."""
     file = Path(path) if path else CONFIG_DIR / f"{name}.yaml"
+    if path and not file.is_file() and (CONFIG_DIR / f"{path}.yaml").is_file():
+        file = CONFIG_DIR / f"{path}.yaml"
     if not file.is_file():
         raise SharpkdError(f"recipe not found: {file}")
     try:
@@ -28,6 +30,7 @@ def load_recipe(name: str, path: str | None = None, overrides: dict | None = Non
     recipe.setdefault("train_pairs", 0)
     recipe.setdefault("schedule", "plateau")
     recipe.setdefault("teacher_tta", 1)
+    recipe.setdefault("arch_kwargs", {})  # the architecture's own options, e.g. {width: 32, scale: 4}
     for key, value in (overrides or {}).items():
         if value is not None:
             recipe[key] = value

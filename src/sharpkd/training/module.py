@@ -66,15 +66,15 @@ class RestorationModule(L.LightningModule):
         with torch.no_grad():
             return self.teacher(blurry.contiguous(memory_format=torch.channels_last))
 
-    def _loss(self, pred, sharp, target_t=None):
+    def _loss(self, pred, sharp, target_t=None, blurry=None):
         if isinstance(self.loss_fn, KDLoss):
-            return self.loss_fn(pred, sharp, target_t)
+            return self.loss_fn(pred, sharp, target_t, blurry)
         return self.loss_fn(pred, sharp)
 
     def training_step(self, batch, batch_idx):
         blurry, sharp, *cached = batch
         pred = self(blurry)
-        loss = self._loss(pred, sharp, self._teacher(blurry, *cached))
+        loss = self._loss(pred, sharp, self._teacher(blurry, *cached), blurry)
         if not torch.isfinite(loss):
             raise NonFiniteError(f"training loss became non-finite at step {self.global_step}: stopped "
                                  "(the last good checkpoint is kept; try --precision 32-true)")
@@ -94,7 +94,7 @@ class RestorationModule(L.LightningModule):
         n = len(blurry)
         if batch_idx not in self._val_teacher:
             self._val_teacher[batch_idx] = self._teacher(blurry)
-        self.log_dict({"val_loss": self._loss(pred, sharp, self._val_teacher[batch_idx]), "val_ssim": ssim(pred, sharp),
+        self.log_dict({"val_loss": self._loss(pred, sharp, self._val_teacher[batch_idx], blurry), "val_ssim": ssim(pred, sharp),
                        "val_psnr": psnr(pred, sharp), "val_mae": mae(pred, sharp)},
                       on_epoch=True, prog_bar=False, batch_size=n, sync_dist=True)  # all processes' pairs
 

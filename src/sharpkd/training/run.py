@@ -119,7 +119,7 @@ def starting_weights(recipe: dict, init: str | Path) -> tuple[nn.Module, dict]:
     minutes of data preparation; building models here leaves the seeded RNG where it was)."""
     with torch.random.fork_rng():
         start, meta = load_weights(init)
-        probe = build_model(recipe["arch"], residual=bool(recipe.get("residual", False)))
+        probe = build_model(recipe["arch"], residual=bool(recipe.get("residual", False)), **recipe["arch_kwargs"])
     if (start.arch_name, start.arch_kwargs) != (probe.arch_name, probe.arch_kwargs):
         raise SharpkdError(f"--init-weights {init}: a {start.arch_name} {start.arch_kwargs} model, but "
                            f"the recipe builds {probe.arch_name} {probe.arch_kwargs}")
@@ -173,7 +173,7 @@ def run_training(recipe_name: str, opts: TrainOptions) -> Path | None:
                             teacher_file=resolve_weights(opts.teacher) if teacher is not None else None,
                             cache_dir=opts.cache_dir or out / "cache")
     data.setup("fit")  # before the model is built: data errors come first, and the seeded RNG's order is kept
-    model = build_model(recipe["arch"], residual=bool(recipe.get("residual", False)))
+    model = build_model(recipe["arch"], residual=bool(recipe.get("residual", False)), **recipe["arch_kwargs"])
     if start is not None:
         model.load_state_dict(start.state_dict())
     module = RestorationModule(model, recipe["loss"], lr=recipe["lr"], lr_factor=recipe["lr_factor"],
