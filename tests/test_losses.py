@@ -121,3 +121,21 @@ def test_the_guarded_kd_loss_pulls_toward_the_input_where_the_teacher_is_worse()
     assert KDLoss()(student, target, teacher, inp).item() == pytest.approx(0.7 * (0.05 ** 2 + 0.3 ** 2) / 2, rel=1e-5)
     with pytest.raises(ValueError):
         KDLoss(guard=True)(student, target, teacher)
+
+
+
+
+def test_the_relative_kd_loss_counts_each_frame_by_its_inputs_error():
+    target = torch.zeros(2, 3, 8, 8)
+    inp = torch.stack([torch.full((3, 8, 8), 0.1), torch.full((3, 8, 8), 0.01)])  # a bad and a good frame
+    # the student halves the bad frame's error and doubles the good frame's: under MSE a clear gain, here a loss
+    student = torch.stack([torch.full((3, 8, 8), 0.05), torch.full((3, 8, 8), 0.02)])
+    from sharpkd.losses import RELATIVE_FLOOR as e
+
+    rel = KDLoss(pixel="relative", gamma=0)
+    assert rel(inp, target, None, inp).item() == pytest.approx(0.3 * (0.01 / (0.01 + e) + 1e-4 / (1e-4 + e)) / 2)
+    got = rel(student, target, None, inp).item()
+    assert got == pytest.approx(0.3 * (0.0025 / (0.01 + e) + 4e-4 / (1e-4 + e)) / 2, rel=1e-5)
+    assert KDLoss(gamma=0)(student, target).item() < KDLoss(gamma=0)(inp, target).item()
+    with pytest.raises(ValueError):
+        rel(student, target)

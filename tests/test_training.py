@@ -207,7 +207,8 @@ def test_every_packaged_recipe_builds_its_model_and_loss():
     assert {"teacher", "student_kd", "student_nokd"} <= set(names)
     recipes = {n: load_recipe(n) for n in names}
     for name, r in recipes.items():
-        module = RestorationModule(build_model(r["arch"], residual=bool(r.get("residual"))), r["loss"], lr=r["lr"])
+        net = build_model(r["arch"], residual=bool(r.get("residual")), **r["arch_kwargs"])
+        module = RestorationModule(net, r["loss"], lr=r["lr"])
         assert module.loss_fn is not None and r["batch_size"] > 0 and r["max_epochs"] >= 1, name
     kd = recipes["student_kd"]
     assert kd["loss"] == {"name": "kd", "alpha": 0.7, "beta": 0.3, "gamma": 0.1}
@@ -218,6 +219,9 @@ def test_every_packaged_recipe_builds_its_model_and_loss():
            {k: v for k, v in kd.items() if k not in ("loss", "recipe")}
     assert {recipes[n]["schedule"] for n in ("teacher", "student_kd", "student_nokd")} == {"plateau"}
     assert recipes["teacher_call"]["schedule"] == "cosine"  # one cosine from lr to min_lr
+    call = recipes["student_call"]  # the seed's KD weights, guarded, on the call degradations
+    assert call["loss"] == {**kd["loss"], "guard": True} and call["preset"] == "call"
+    assert load_recipe("student_kd", "student_call") == call  # --config takes a packaged recipe's name
 
 
 def test_resume_without_checkpoint_and_missing_teacher_are_one_line_errors(tiny_data, tmp_path, capsys):

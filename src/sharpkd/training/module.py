@@ -31,7 +31,7 @@ class RestorationModule(L.LightningModule):
         name = loss.pop("name")
         try:
             self.loss_fn = CombinedLoss(**loss) if name == "combined" else KDLoss(**loss)
-        except TypeError as exc:  # a recipe's loss with a key the loss does not take (e.g. an old recipe's)
+        except (TypeError, ValueError) as exc:  # a key or value the loss does not take
             raise SharpkdError(f"recipe loss {name!r}: {exc}".replace("__init__() ", "")) from None
         self.teacher = teacher
         if teacher is not None:

@@ -147,6 +147,8 @@ def run_training(recipe_name: str, opts: TrainOptions) -> Path | None:
     """Train the recipe `recipe_name` (teacher, student_kd, student_nokd; `opts.config` replaces its YAML) into
     `opts.out`. Returns the weights written (None in the other processes of a multi-process run)."""
     recipe = load_recipe(recipe_name, opts.config, opts.overrides)
+    if recipe_name == "student_nokd" and recipe["loss"].get("alpha"):  # --no-kd with a --config of a KD recipe
+        recipe["loss"] = {**recipe["loss"], "alpha": 0.0}
     out = Path(opts.out)
     resume = check_start(out, recipe, opts)
     start, init_meta = starting_weights(recipe, opts.init_weights) if opts.init_weights else (None, None)
