@@ -220,7 +220,7 @@ def test_every_packaged_recipe_builds_its_model_and_loss():
     assert {recipes[n]["schedule"] for n in ("teacher", "student_kd", "student_nokd")} == {"plateau"}
     assert recipes["teacher_call"]["schedule"] == "cosine"  # one cosine from lr to min_lr
     call = recipes["student_call"]  # the seed's KD weights, guarded, on the call degradations
-    assert call["loss"] == {**kd["loss"], "guard": True} and call["preset"] == "call"
+    assert call["loss"] == {**kd["loss"], "guard": True, "pixel": "relative"} and call["preset"] == "call"
     assert load_recipe("student_kd", "student_call") == call  # --config takes a packaged recipe's name
 
 
