@@ -39,10 +39,15 @@ if want student; then
     --schedule cosine --max-epochs 10 --init-weights "$R/student_lk46/model.safetensors" --cache-dir "$R/cache" \
     --out "$R/student"
 fi
-# The real-time student: the pixel-unshuffle design, 6 KD epochs.
+# The real-time student: the pixel-unshuffle-by-4 design (the student_fast recipe), 5 cosine epochs x 3,200 fixed
+# pairs, then 6 more x 6,400 from them.
 if want student_fast; then
-  train distill --data "$DATA" --teacher "$R/teacher_seed/model.safetensors" --arch student_fast --max-epochs 6 \
-    --cache-dir "$R/cache" --out "$R/student_fast"
+  train distill --data "$DATA" --teacher "$R/teacher_seed/model.safetensors" --config student_fast \
+    --train-pairs 3200 --epoch-size 3200 --val-size 400 --max-epochs 5 --schedule cosine --lr 2e-3 \
+    --cache-dir "$R/cache_fast" --out "$R/student_fast_search"
+  train distill --data "$DATA" --teacher "$R/teacher_seed/model.safetensors" --config student_fast \
+    --init-weights "$R/student_fast_search/model.safetensors" --train-pairs 3200 --epoch-size 6400 --val-size 1600 \
+    --max-epochs 6 --schedule cosine --lr 1e-3 --cache-dir "$R/cache_fast" --out "$R/student_fast"
 fi
 # The call teacher: the seed teacher fine-tuned on the camera-to-call mixture, 5 cosine epochs x 1,600 samples
 # with the seed loss, then 12 with Charbonnier + 0.2 (1 - SSIM) (the teacher_call recipe; 80 min on 2 cores).
