@@ -50,12 +50,14 @@ def test_one_compiled_model_per_input_size_most_recent_kept():
     net = sharpkd.load_weights("student_fast")[0]
     graph = onnx_bytes_for(net, cache_key=file_sha256(resolve_weights("student_fast")))  # exported above
     be = OpenVinoBackend(graph, threads=1, multiple=net.multiple, max_shapes=2)
-    xs = {hw: np.random.default_rng(hw[0]).random((1, 3, *hw), dtype=np.float32) for hw in [(8, 8), (16, 8), (8, 16)]}
-    first = be(xs[8, 8])
-    be(xs[16, 8])
-    again = be(xs[8, 8])  # from the cache: the output is a copy, not the request's reused buffer
-    assert be(xs[8, 16]).shape == (1, 3, 8, 16)
-    assert be.compiled_shapes() == [(1, 3, 8, 8), (1, 3, 8, 16)]
+    m = net.multiple  # the core graph takes multiples of it
+    xs = {hw: np.random.default_rng(hw[0]).random((1, 3, *hw), dtype=np.float32)
+          for hw in [(m, m), (2 * m, m), (m, 2 * m)]}
+    first = be(xs[m, m])
+    be(xs[2 * m, m])
+    again = be(xs[m, m])  # from the cache: the output is a copy, not the request's reused buffer
+    assert be(xs[m, 2 * m]).shape == (1, 3, m, 2 * m)
+    assert be.compiled_shapes() == [(1, 3, m, m), (1, 3, m, 2 * m)]
     np.testing.assert_array_equal(first, again)
     from sharpkd.inference.openvino_backend import cpu_supports_bf16
 
