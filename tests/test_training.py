@@ -111,6 +111,14 @@ def test_log_folders_are_ordered_by_sitting(tmp_path):
     assert [p.name for p in log_folders(tmp_path)] == ["logs", "logs_resumed1", "logs_resumed2", "logs_resumed10"]
 
 
+def test_no_kd_drops_the_teacher_from_a_kd_config(teacher_run, tiny_data, tmp_path):
+    out = tmp_path / "student"
+    assert main(["distill", "--data", str(tiny_data), "--out", str(out), "--teacher", str(teacher_run / "model.safetensors"),
+                 *TINY, "--train-pairs", "64", "--config", "student_kd", "--no-kd"]) == 0
+    _, meta = load_weights(out / "model.safetensors")
+    assert meta["teacher"] is None and meta["training"]["loss"]["alpha"] == 0.0 and meta["recipe"] == "student_kd"
+
+
 @pytest.mark.parametrize("kd,pairs", [(True, "64"), (True, "0"), (False, "64")], ids=["kd-cached", "kd-live", "nokd"])
 def test_distill_and_ablation_runs(kd, pairs, teacher_run, tiny_data, tmp_path):
     out = tmp_path / "student"

@@ -299,7 +299,7 @@ def _add_training_args(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--data", required=True, help="folder of sharp images, or of blur/ + sharp/ pairs")
     p.add_argument("--out", default=default_out, help=f"run folder (default {default_out})")
     p.add_argument("--config", help="YAML recipe file, or a packaged recipe by name (teacher, teacher_call, "
-                                    "student_kd, student_nokd, student_call; default: the one for this command)")
+                                    "student_kd, student_nokd, student_fast, student_call; default: the one for this command)")
     p.add_argument("--max-epochs", type=int)
     p.add_argument("--epoch-size", type=int, help="training samples per epoch (default 6400)")
     p.add_argument("--val-size", type=int, help="fixed validation pairs (default 1600)")

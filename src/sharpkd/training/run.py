@@ -114,12 +114,17 @@ def clear_run(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
+def recipe_model(recipe: dict) -> nn.Module:
+    """The recipe's architecture, untrained."""
+    return build_model(recipe["arch"], residual=bool(recipe.get("residual", False)), **recipe["arch_kwargs"])
+
+
 def starting_weights(recipe: dict, init: str | Path) -> tuple[nn.Module, dict]:
     """The model of `--init-weights` and how it was trained, checked against the recipe's architecture (before
     minutes of data preparation; building models here leaves the seeded RNG where it was)."""
     with torch.random.fork_rng():
         start, meta = load_weights(init)
-        probe = build_model(recipe["arch"], residual=bool(recipe.get("residual", False)), **recipe["arch_kwargs"])
+        probe = recipe_model(recipe)
     if (start.arch_name, start.arch_kwargs) != (probe.arch_name, probe.arch_kwargs):
         raise SharpkdError(f"--init-weights {init}: a {start.arch_name} {start.arch_kwargs} model, but "
                            f"the recipe builds {probe.arch_name} {probe.arch_kwargs}")
@@ -175,7 +180,7 @@ def run_training(recipe_name: str, opts: TrainOptions) -> Path | None:
                             teacher_file=resolve_weights(opts.teacher) if teacher is not None else None,
                             cache_dir=opts.cache_dir or out / "cache")
     data.setup("fit")  # before the model is built: data errors come first, and the seeded RNG's order is kept
-    model = build_model(recipe["arch"], residual=bool(recipe.get("residual", False)), **recipe["arch_kwargs"])
+    model = recipe_model(recipe)
     if start is not None:
         model.load_state_dict(start.state_dict())
     module = RestorationModule(model, recipe["loss"], lr=recipe["lr"], lr_factor=recipe["lr_factor"],
