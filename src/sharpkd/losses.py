@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .metrics import ssim
+from .metrics import image_mse, ssim
 
 
 def charbonnier(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
@@ -61,7 +61,7 @@ class KDLoss(nn.Module):
     @staticmethod
     def guarded(teacher: torch.Tensor, inp: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per sample, the teacher's output or the input, whichever is closer to the ground truth."""
-        worse = (teacher - target).pow(2).mean((1, 2, 3)) > (inp - target).pow(2).mean((1, 2, 3))
+        worse = image_mse(teacher, target) > image_mse(inp, target)
         return torch.where(worse[:, None, None, None], inp, teacher)
 
     @torch.autocast("cpu", enabled=False)
@@ -72,10 +72,10 @@ class KDLoss(nn.Module):
         if inp is None and (self.pixel == "relative" or (self.guard and teacher is not None and self.alpha)):
             raise ValueError(f"KDLoss(guard={self.guard}, pixel={self.pixel!r}) needs the input")
         if self.pixel == "relative":
-            scale = 1 / ((inp.float() - target).pow(2).flatten(1).mean(1) + RELATIVE_FLOOR)
+            scale = 1 / (image_mse(inp.float(), target) + RELATIVE_FLOOR)
 
             def pixel(a, b):
-                return ((a - b).pow(2).flatten(1).mean(1) * scale).mean()
+                return (image_mse(a, b) * scale).mean()
         else:
             pixel = F.mse_loss
         loss = self.beta * pixel(student, target) + self.gamma * (1 - ssim(student, target))

@@ -35,11 +35,16 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, reduction: str | None = "elem
 
 
 @fp32
+def image_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of each image of a batch: shape (B,)."""
+    return (a - b).pow(2).flatten(1).mean(1)
+
+
 def psnr(pred: torch.Tensor, target: torch.Tensor, reduction: str | None = "elementwise_mean") -> torch.Tensor:
     """PSNR in dB, computed per image then averaged (the usual restoration convention). A perfect match
     (a flat, saturated crop) counts as 100 dB instead of infinity, so one such image cannot make the mean
     infinite."""
-    mse = (pred - target).pow(2).flatten(1).mean(1).clamp_min(1e-10)
+    mse = image_mse(pred, target).clamp_min(1e-10)
     per_image = 10 * torch.log10(1.0 / mse)
     return per_image.mean() if reduction == "elementwise_mean" else per_image
 

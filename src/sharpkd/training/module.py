@@ -94,8 +94,8 @@ class RestorationModule(L.LightningModule):
         n = len(blurry)
         if batch_idx not in self._val_teacher:
             self._val_teacher[batch_idx] = self._teacher(blurry)
-        self.log_dict({"val_loss": self._loss(pred, sharp, self._val_teacher[batch_idx], blurry), "val_ssim": ssim(pred, sharp),
-                       "val_psnr": psnr(pred, sharp), "val_mae": mae(pred, sharp)},
+        self.log_dict({"val_loss": self._loss(pred, sharp, self._val_teacher[batch_idx], blurry),
+                       "val_ssim": ssim(pred, sharp), "val_psnr": psnr(pred, sharp), "val_mae": mae(pred, sharp)},
                       on_epoch=True, prog_bar=False, batch_size=n, sync_dist=True)  # all processes' pairs
 
     def configure_optimizers(self):
