@@ -4,7 +4,7 @@ import torch
 from skimage.metrics import structural_similarity
 
 from sharpkd.data.datasets import to_tensor
-from sharpkd.losses import CombinedLoss, KDLoss, charbonnier
+from sharpkd.losses import CombinedLoss, KDLoss, charbonnier, relative_weights
 from sharpkd.metrics import mae, psnr, ssim
 from sharpkd.models import build_model
 
@@ -25,6 +25,26 @@ def test_charbonnier_is_l1_with_a_smooth_minimum():
     assert charbonnier(x + 0.5, x).item() == pytest.approx(0.5, rel=1e-5)  # |error| once it dwarfs eps
     plain, with_term = CombinedLoss(0.5, 0.5), CombinedLoss(0.5, 0.5, charbonnier_weight=2.0)
     assert (with_term(x + 0.5, x) - plain(x + 0.5, x)).item() == pytest.approx(2 * charbonnier(x + 0.5, x).item())
+
+
+def test_relative_combined_loss_weighs_each_frame_by_its_inputs_error():
+    # Two frames, the same output error 0.1; the first frame's input was off by 0.1, the second's by 0.4: the
+    # first (the better input) weighs 4x the second, and the weights have mean 1 (the loss keeps its scale).
+    target = torch.zeros(2, 3, 16, 16)
+    inp = torch.cat([target[:1] + 0.1, target[1:] + 0.4])
+    pred = target + 0.1
+    w = relative_weights(inp, target)
+    assert w.tolist() == pytest.approx([1.6, 0.4], rel=1e-4)
+    loss = CombinedLoss(0.0, 0.0, charbonnier_weight=1.0, relative=True)
+    assert loss(pred, target, inp).item() == pytest.approx(charbonnier(pred, target).item(), rel=1e-5)
+    damaged_good = torch.cat([target[:1] + 0.2, target[1:] + 0.1])  # +0.1 error on the good frame
+    damaged_bad = torch.cat([target[:1] + 0.1, target[1:] + 0.2])   # +0.1 error on the bad one
+    assert loss(damaged_good, target, inp).item() == pytest.approx((1.6 * 0.2 + 0.4 * 0.1) / 2, rel=1e-3)
+    assert loss(damaged_bad, target, inp).item() == pytest.approx((1.6 * 0.1 + 0.4 * 0.2) / 2, rel=1e-3)
+    plain = CombinedLoss(0.0, 0.0, charbonnier_weight=1.0)
+    assert plain(damaged_good, target).item() == pytest.approx(plain(damaged_bad, target).item())
+    with pytest.raises(ValueError, match="needs the input"):
+        loss(pred, target)
 
 
 def test_losses_known_values_on_constant_images():

@@ -69,7 +69,7 @@ class RestorationModule(L.LightningModule):
     def _loss(self, pred, sharp, target_t=None, blurry=None):
         if isinstance(self.loss_fn, KDLoss):
             return self.loss_fn(pred, sharp, target_t, blurry)
-        return self.loss_fn(pred, sharp)
+        return self.loss_fn(pred, sharp, blurry)
 
     def training_step(self, batch, batch_idx):
         blurry, sharp, *cached = batch
