@@ -51,14 +51,17 @@ if want student_fast; then
 fi
 # The call teacher: the seed teacher fine-tuned on the camera-to-call mixture, 5 cosine epochs x 1,600 samples
 # with the seed loss, then 12 with Charbonnier + 0.2 (1 - SSIM) (the teacher_call recipe; 80 min on 2 cores), then
-# 10 with each frame's pixel error weighed by 1 / its input's (teacher_call_relative; 27 min on 2 cores).
+# 10 with each frame's pixel error weighed by 1 / its input's (teacher_call_relative; 27 min on 2 cores), then 10
+# more of the same from lr 1e-4 (33 min).
 if want teacher_call; then
   train train-teacher --data "$DATA" --preset call --init-weights "$R/teacher_seed/model.safetensors" \
     --schedule cosine --lr 3e-4 --max-epochs 5 --epoch-size 1600 --val-size 400 --out "$R/teacher_call_seedloss"
   train train-teacher --data "$DATA" --config src/sharpkd/configs/teacher_call.yaml \
     --init-weights "$R/teacher_call_seedloss/model.safetensors" --out "$R/teacher_call2"
   train train-teacher --data "$DATA" --config teacher_call_relative \
-    --init-weights "$R/teacher_call2/model.safetensors" --out "$R/teacher_call"
+    --init-weights "$R/teacher_call2/model.safetensors" --out "$R/teacher_call3"
+  train train-teacher --data "$DATA" --config teacher_call_relative --lr 1e-4 \
+    --init-weights "$R/teacher_call3/model.safetensors" --out "$R/teacher_call"
 fi
 
 # The numbers of docs/results.md: validation faces with the seed's blur, and the benchmark suite.
