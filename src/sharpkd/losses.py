@@ -47,17 +47,14 @@ class CombinedLoss(nn.Module):
     @torch.autocast("cuda", enabled=False)
     def forward(self, pred: torch.Tensor, target: torch.Tensor, inp: torch.Tensor | None = None) -> torch.Tensor:
         pred, target = pred.float(), target.float()
+        pixel = self.mse_weight * image_mse(pred, target)  # per image: images of a batch share one size
+        if self.charbonnier_weight:
+            pixel = pixel + self.charbonnier_weight * charbonnier(pred, target, reduction="image")
         if self.relative:
             if inp is None:
                 raise ValueError("CombinedLoss(relative=True) needs the input")
-            w = relative_weights(inp.float(), target)
-            pixel = (self.mse_weight * image_mse(pred, target)
-                     + self.charbonnier_weight * charbonnier(pred, target, reduction="image"))
-            return (w * pixel).mean() + self.ssim_weight * (1 - ssim(pred, target))
-        loss = self.mse_weight * F.mse_loss(pred, target) + self.ssim_weight * (1 - ssim(pred, target))
-        if self.charbonnier_weight:
-            loss = loss + self.charbonnier_weight * charbonnier(pred, target)
-        return loss
+            pixel = pixel * relative_weights(inp.float(), target)
+        return pixel.mean() + self.ssim_weight * (1 - ssim(pred, target))
 
 
 class KDLoss(nn.Module):
