@@ -49,6 +49,18 @@ def test_call_preset_applies_the_steps_in_order_and_is_reproducible_from_its_man
     assert torch.equal(again, blurry)
 
 
+def test_a_mixed_preset_draws_each_sample_from_one_of_its_presets_and_rebuilds_from_its_manifest():
+    pipeline, rng = build_degradation("call+seed"), np.random.default_rng(0)
+    samples = [pipeline.sample(rng) for _ in range(1000)]
+    seed_like = [ops for ops in samples if len(ops) == 1 and ops[0]["op"] in ("GaussianBlur", "MotionBlur")]
+    assert 0.4 < len(seed_like) / len(samples) < 0.6  # the seed's blur (and the call model's blur-only frames)
+    assert {o["op"] for ops in samples for o in ops} >= BLURS | {"SensorNoise", "Transmit", "JPEG"}
+    sharp = to_tensor(np.stack([f[:64, :64] for f in real_faces(2)]))
+    blurry, ops = pipeline(sharp, np.random.default_rng(3))
+    assert torch.equal(build_degradation("call+seed").apply(sharp, json.loads(json.dumps(ops))), blurry)
+    assert pipeline.name == "call+seed"
+
+
 def _blockiness(img: np.ndarray, block: int = 8) -> float:
     """Mean jump across block boundaries over the mean jump inside blocks (1 for an image without blocks)."""
     d = np.abs(np.diff(img.astype(np.float64).mean(-1), axis=1))

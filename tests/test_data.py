@@ -63,6 +63,8 @@ def test_blur_reflects_at_borders_and_preserves_a_flat_image():
 def test_unknown_preset_is_a_user_error():
     with pytest.raises(SharpkdError, match="unknown degradation preset"):
         build_degradation("nope")
+    with pytest.raises(SharpkdError, match="unknown degradation preset 'nope'"):
+        build_degradation("call+nope")
 
 
 def test_split_is_deterministic_seeded_and_stable_when_files_are_added(tmp_path):

@@ -145,6 +145,23 @@ def test_the_guarded_kd_loss_pulls_toward_the_input_where_the_teacher_is_worse()
 
 
 
+def test_with_several_teachers_each_sample_is_distilled_from_the_closest():
+    target = torch.full((2, 3, 16, 16), 0.5)
+    a = torch.stack([target[0] + 0.05, target[1] + 0.2])  # the better teacher on the first sample
+    b = torch.stack([target[0] + 0.2, target[1] - 0.1])   # and on the second
+    inp = target + 0.15
+    student = target.clone()
+    chosen = KDLoss.closest([a, b, inp], target)
+    assert torch.equal(chosen[0], a[0]) and torch.equal(chosen[1], b[1])
+    kd = KDLoss(beta=0, gamma=0, alpha=1.0)
+    assert kd(student, target, [a, b], inp).item() == pytest.approx((0.05 ** 2 + 0.1 ** 2) / 2, rel=1e-5)
+    assert kd(student, target, a, inp).item() == pytest.approx((0.05 ** 2 + 0.2 ** 2) / 2, rel=1e-5)
+    # guarded: the input joins the candidates and wins where both teachers are further than it
+    worse = [target + 0.3, target - 0.25]
+    assert KDLoss(beta=0, gamma=0, alpha=1.0, guard=True)(student, target, worse, inp).item() == \
+        pytest.approx(0.15 ** 2, rel=1e-5)
+
+
 def test_the_relative_kd_loss_counts_each_frame_by_its_inputs_error():
     target = torch.zeros(2, 3, 8, 8)
     inp = torch.stack([torch.full((3, 8, 8), 0.1), torch.full((3, 8, 8), 0.01)])  # a bad and a good frame

@@ -181,6 +181,18 @@ def test_seed_keeps_the_data_and_split_seed_changes_it(tiny_data):
     assert not torch.equal(dms[0].train_set.tensors[1], dms[2].train_set.tensors[1])
 
 
+def test_distill_from_two_teachers_caches_both_and_names_both(teacher_run, tiny_data, tmp_path):
+    out = tmp_path / "student_two"
+    teacher = str(teacher_run / "model.safetensors")
+    assert main(["distill", "--data", str(tiny_data), "--out", str(out), "--teacher", f"{teacher},teacher", *TINY,
+                 "--train-pairs", "32", "--no-residual"]) == 0
+    losses = _losses(out)
+    assert len(losses) == 2 and losses[1] < losses[0]
+    _, meta = load_weights(out / "model.safetensors")
+    assert meta["teacher"]["weights"] == [teacher, "teacher"] and len(meta["teacher"]["val_metrics"]) == 2
+    assert len(list(out.glob("cache/teacher-*.safetensors"))) == 2
+
+
 def test_distill_from_a_self_ensembled_teacher(teacher_run, tiny_data, tmp_path):
     out = tmp_path / "student_tta"
     teacher = str(teacher_run / "model.safetensors")

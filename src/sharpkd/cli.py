@@ -68,6 +68,12 @@ def cmd_make_pairs(args) -> int:
     return 0
 
 
+def _teachers(spec: str) -> str | list[str]:
+    """--teacher NAME, or a comma list of teachers."""
+    names = [t.strip() for t in spec.split(",") if t.strip()]
+    return names if len(names) > 1 else spec
+
+
 def _train(recipe: str, args) -> int:
     import shlex
 
@@ -76,7 +82,7 @@ def _train(recipe: str, args) -> int:
 
     run_training(recipe, TrainOptions(
         data=args.data, out=args.out, config=args.config, overrides={k: getattr(args, k, None) for k in OVERRIDABLE},
-        teacher=getattr(args, "teacher", "teacher"), resume=args.resume, overwrite=args.overwrite,
+        teacher=_teachers(getattr(args, "teacher", "teacher")), resume=args.resume, overwrite=args.overwrite,
         init_weights=args.init_weights, cache_dir=args.cache_dir, accelerator=args.accelerator, devices=args.devices,
         strategy=args.strategy, max_time=args.max_time, command="sharpkd " + shlex.join(args.argv)))
     return 0
@@ -371,7 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("distill", help="distil the student from a trained teacher (or --no-kd)")
     _add_training_args(p, "runs/student")
-    p.add_argument("--teacher", default="teacher", help="teacher weights (default: shipped)")
+    p.add_argument("--teacher", default="teacher",
+                   help="teacher weights (default: shipped), or a comma list of teachers: each sample is distilled "
+                        "from the one closest to the ground truth")
     p.add_argument("--no-kd", action="store_true", help="ablation: ground truth only, no teacher term")
     p.add_argument("--teacher-tta", type=int, choices=(1, 2, 8),
                    help="distil from the teacher averaged over 2 (horizontal flip) or 8 (flips and transposes) "

@@ -70,7 +70,11 @@ class KDLoss(nn.Module):
     a bad one (~1e-3): a student trained on it damaged good frames by 3-5 dB to gain 1 dB on bad ones. `relative`
     counts each frame by its error relative to its input's, as a mean PSNR does (its first-order change), without
     the log's pull toward an exact copy (a PSNR loss, log MSE -> -inf as a guarded target is matched, trained the
-    student into the identity)."""
+    student into the identity).
+
+    Several teachers (a list of outputs): per sample, the teacher term pulls toward the output closest to the
+    ground truth (the input too, with `guard`), so each teacher teaches the frames it restores best (the seed
+    teacher on blur alone, the call teacher on noisy, compressed frames)."""
 
     def __init__(self, alpha: float = 0.7, beta: float = 0.3, gamma: float = 0.1, guard: bool = False,
                  pixel: str = "mse"):
@@ -80,14 +84,20 @@ class KDLoss(nn.Module):
         self.alpha, self.beta, self.gamma, self.guard, self.pixel = alpha, beta, gamma, guard, pixel
 
     @staticmethod
-    def guarded(teacher: torch.Tensor, inp: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def closest(candidates: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        """Per sample, the candidate closest to the ground truth (MSE; the first on a tie)."""
+        errors = torch.stack([image_mse(c, target) for c in candidates])  # (candidates, B)
+        return torch.stack(candidates)[errors.argmin(0), torch.arange(len(target), device=target.device)]
+
+    @classmethod
+    def guarded(cls, teacher: torch.Tensor, inp: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per sample, the teacher's output or the input, whichever is closer to the ground truth."""
-        worse = image_mse(teacher, target) > image_mse(inp, target)
-        return torch.where(worse[:, None, None, None], inp, teacher)
+        return cls.closest([teacher, inp], target)
 
     @torch.autocast("cpu", enabled=False)
     @torch.autocast("cuda", enabled=False)
-    def forward(self, student: torch.Tensor, target: torch.Tensor, teacher: torch.Tensor | None = None,
+    def forward(self, student: torch.Tensor, target: torch.Tensor,
+                teacher: torch.Tensor | list[torch.Tensor] | None = None,
                 inp: torch.Tensor | None = None) -> torch.Tensor:
         student, target = student.float(), target.float()
         if inp is None and (self.pixel == "relative" or (self.guard and teacher is not None and self.alpha)):
@@ -101,8 +111,9 @@ class KDLoss(nn.Module):
             pixel = F.mse_loss
         loss = self.beta * pixel(student, target) + self.gamma * (1 - ssim(student, target))
         if teacher is not None and self.alpha:
-            teacher = teacher.float()
+            candidates = [t.float() for t in (teacher if isinstance(teacher, (list, tuple)) else [teacher])]
             if self.guard:
-                teacher = self.guarded(teacher, inp.float(), target)
+                candidates.append(inp.float())
+            teacher = self.closest(candidates, target) if len(candidates) > 1 else candidates[0]
             loss = loss + self.alpha * pixel(student, teacher)
         return loss

@@ -21,7 +21,7 @@ from .io import to_float
 
 __all__ = ["Degradation", "KernelBlur", "GaussianBlur", "MotionBlur", "CameraShakeBlur", "DefocusBlur",
            "Downscale", "JPEG", "GaussianNoise", "SensorNoise", "Transmit", "OneOf", "Pipeline", "CallPipeline",
-           "PRESETS", "build_degradation", "kernel_from_params", "h264_roundtrip"]
+           "MixedPipeline", "PRESETS", "build_degradation", "kernel_from_params", "h264_roundtrip"]
 
 
 class Degradation:
@@ -374,6 +374,19 @@ class CallPipeline(Pipeline):
         return ops
 
 
+class MixedPipeline(Pipeline):
+    """Each sample drawn from one of `pipelines`, chosen uniformly: preset `call+seed` mixes the camera-to-call
+    model with the seed's blur."""
+
+    def __init__(self, *pipelines: Pipeline):
+        super().__init__(*(step for p in pipelines for step in p.steps + getattr(p, "clean_steps", ())),
+                         name="+".join(p.name for p in pipelines))
+        self.pipelines = pipelines
+
+    def sample(self, rng):
+        return self.pipelines[rng.choice(len(self.pipelines))].sample(rng)
+
+
 def _mild_jpeg() -> JPEG:
     """A good frame: a webcam's own JPEG/MJPEG at high quality (never the exact original, whose PSNR would be
     infinite)."""
@@ -417,6 +430,9 @@ PRESETS = {"seed": _seed, "videocall": _videocall, "call": _call,
 def build_degradation(preset: str) -> Pipeline:
     from ..errors import SharpkdError
 
-    if preset not in PRESETS:
-        raise SharpkdError(f"unknown degradation preset {preset!r}; choose from {', '.join(PRESETS)}")
-    return PRESETS[preset]()
+    names = preset.split("+")
+    for name in names:
+        if name not in PRESETS:
+            raise SharpkdError(f"unknown degradation preset {name!r}; choose from {', '.join(PRESETS)}, or join "
+                               "several with + (each sample drawn from one of them)")
+    return PRESETS[preset]() if len(names) == 1 else MixedPipeline(*(PRESETS[n]() for n in names))
