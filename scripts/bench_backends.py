@@ -31,7 +31,7 @@ VARIANTS = {"onnx": ("onnx", "fp32"), "openvino": ("openvino", "fp32"), "openvin
 REFERENCE = "onnx"
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--models", default="student,student_fast,teacher", help="comma list of shipped names or paths")
+parser.add_argument("--models", default="student,student_lk,teacher", help="comma list of shipped names or paths")
 parser.add_argument("--sizes", default="1280x720,640x360", help="comma list of WIDTHxHEIGHT")
 parser.add_argument("--backends", default=",".join(VARIANTS),
                     help=f"comma list of {', '.join(VARIANTS)} (openvino-bf16 is left out where the CPU has no bf16)")

@@ -31,17 +31,18 @@ if want student_seed; then
   train distill --data "$DATA" --teacher "$R/teacher_seed/model.safetensors" --seed 0 --max-epochs 26 \
     --cache-dir "$R/cache" --out "$R/student_seed"
 fi
-# The default student: the large-kernel design, 46 KD epochs, then 10 cosine epochs on the faces alone.
-if want student; then
+# The best student on the seed's blur: the large-kernel design, 46 KD epochs, then 10 cosine epochs on the faces alone.
+if want student_lk; then
   train distill --data "$DATA" --teacher "$R/teacher_seed/model.safetensors" --arch student_lk --seed 0 \
     --max-epochs 46 --cache-dir "$R/cache" --out "$R/student_lk46"
   train distill --data "$DATA/faces" --teacher "$R/teacher_seed/model.safetensors" --arch student_lk --seed 0 \
     --schedule cosine --max-epochs 10 --init-weights "$R/student_lk46/model.safetensors" --cache-dir "$R/cache" \
-    --out "$R/student"
+    --out "$R/student_lk"
 fi
-# The real-time student: the pixel-unshuffle-by-4 design (the student_fast recipe), 5 cosine epochs x 3,200 fixed
-# pairs, then 6 more x 6,400 from them.
-if want student_fast; then
+# The default student, real time: the pixel-unshuffle-by-4 design on the seed's blur (the student_fast recipe), 5
+# cosine epochs x 3,200 fixed pairs, then 6 more x 6,400 from them; then (after teacher_call, below) 16 epochs
+# distilled from teacher_call on the call degradations (the student_call recipe).
+if want student; then
   train distill --data "$DATA" --teacher "$R/teacher_seed/model.safetensors" --config student_fast \
     --train-pairs 3200 --epoch-size 3200 --val-size 400 --max-epochs 5 --schedule cosine --lr 2e-3 \
     --cache-dir "$R/cache_fast" --out "$R/student_fast_search"
@@ -63,13 +64,17 @@ if want teacher_call; then
   train train-teacher --data "$DATA" --config teacher_call_relative --lr 1e-4 \
     --init-weights "$R/teacher_call3/model.safetensors" --out "$R/teacher_call"
 fi
+if want student; then
+  train distill --data "$DATA" --config student_call --teacher "$R/teacher_call/model.safetensors" \
+    --init-weights "$R/student_fast/model.safetensors" --seed 0 --cache-dir "$R/cache_call" --out "$R/student"
+fi
 
 # The numbers of docs/results.md: validation faces with the seed's blur, and the benchmark suite.
 if want evaluate; then
   sharpkd evaluate --data "$DATA/faces" --preset seed --out reports/faces_seed \
-    --models teacher,student,student_seed,student_fast
+    --models teacher,student,student_lk,student_seed
   sharpkd evaluate --suite --data "$DATA" --count 200 --out reports/suite \
-    --models teacher_call,teacher,student,student_seed,student_fast
-  sharpkd bench --sizes 640x360,1280x720 --models teacher,student,student_seed,student_fast --backends onnx \
+    --models teacher_call,teacher,student,student_lk,student_seed
+  sharpkd bench --sizes 640x360,1280x720 --models teacher,teacher_call,student,student_lk,student_seed --backends onnx \
     --json reports/bench.json
 fi

@@ -30,7 +30,7 @@ def image():
 
 
 @needs_openvino
-@pytest.mark.parametrize("name", ["student", "student_fast"])
+@pytest.mark.parametrize("name", ["student", "student_lk"])
 def test_openvino_matches_torch_fp32_on_a_real_image(name, image):
     ref = sharpkd.load(name, backend="torch", threads=2)
     ov = sharpkd.load(name, backend="openvino", threads=2)
@@ -47,8 +47,8 @@ def test_one_compiled_model_per_input_size_most_recent_kept():
     from sharpkd.inference.onnx_backend import onnx_bytes_for
     from sharpkd.models.weights import file_sha256, resolve_weights
 
-    net = sharpkd.load_weights("student_fast")[0]
-    graph = onnx_bytes_for(net, cache_key=file_sha256(resolve_weights("student_fast")))  # exported above
+    net = sharpkd.load_weights("student")[0]
+    graph = onnx_bytes_for(net, cache_key=file_sha256(resolve_weights("student")))  # exported above
     be = OpenVinoBackend(graph, threads=1, multiple=net.multiple, max_shapes=2)
     m = net.multiple  # the core graph takes multiples of it
     xs = {hw: np.random.default_rng(hw[0]).random((1, 3, *hw), dtype=np.float32)
@@ -69,7 +69,7 @@ def test_one_compiled_model_per_input_size_most_recent_kept():
 def test_an_onnx_file_runs_on_openvino(tmp_path, image):
     from sharpkd.inference.onnx_backend import export_onnx
 
-    net = sharpkd.load_weights("student_fast")[0]
+    net = sharpkd.load_weights("student")[0]
     export_onnx(net, tmp_path / "fast.onnx", standalone=True)
     a = sharpkd.load(str(tmp_path / "fast.onnx"), backend="onnx").sharpen(image)
     b = sharpkd.load(str(tmp_path / "fast.onnx"), backend="openvino").sharpen(image)
@@ -83,7 +83,7 @@ def test_an_onnx_file_runs_on_openvino(tmp_path, image):
 def test_bench_times_openvino_against_onnxruntime():
     from sharpkd.inference.bench import run_bench
 
-    r = run_bench([(24, 16)], models=("student_fast",), backends=("onnx", "openvino"), frames=2, warmup=0,
+    r = run_bench([(24, 16)], models=("student",), backends=("onnx", "openvino"), frames=2, warmup=0,
                   threads=1)
     assert [row["backend"] for row in r["rows"]] == ["onnx", "openvino"]
     assert any(q["kind"] == "openvino vs onnx" for q in r["ratios"]) and r["hardware"]["openvino"]
@@ -92,12 +92,12 @@ def test_bench_times_openvino_against_onnxruntime():
 def test_without_openvino_one_line_says_how_to_install(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` raises ImportError
     with pytest.raises(SharpkdError, match=r"pip install -e '\.\[openvino\]'"):
-        sharpkd.load("student_fast", backend="openvino")
+        sharpkd.load("student", backend="openvino")
     img = tmp_path / "a.png"
     from PIL import Image
 
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(img)
-    assert cli.main(["sharpen", str(img), "-o", str(tmp_path / "out"), "--model", "student_fast",
+    assert cli.main(["sharpen", str(img), "-o", str(tmp_path / "out"), "--model", "student",
                      "--backend", "openvino"]) != 0
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "pip install -e '.[openvino]'" in err

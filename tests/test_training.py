@@ -275,7 +275,7 @@ def test_evaluate_compare_tests_the_gap_against_the_seed_to_seed_noise(teacher_r
     # Two runs of each model (four different weights): the pair also gets Welch's t-test on the seed means.
     w = teacher_run / "model.safetensors"
     out = tmp_path / "eval"
-    report = _evaluate(tiny_data, out, f"student={w},student@1=student_seed,student_nokd=student_fast,"
+    report = _evaluate(tiny_data, out, f"student={w},student@1=student_seed,student_nokd=student_lk,"
                        "student_nokd@1=student", "--compare", "student:student_nokd,student@1:student_nokd")
     ssim = {r["method"]: r["ssim"] for r in report["rows"]}
     a = [ssim["student"], ssim["student@1"]]

@@ -30,7 +30,7 @@ from ..errors import SharpkdError
 
 log = logging.getLogger("sharpkd")
 
-DEFAULT_MODEL = "student_fast"  # the shipped real-time student: what `live` and the web app's Webcam tab run
+DEFAULT_MODEL = "student"  # the shipped real-time student: what `live` runs
 DEFAULT_BACKEND = "onnx"  # the fastest on a CPU here (see docs/speed.md)
 VIEWS = ("output", "side-by-side", "split")
 SINKS = ("virtualcam", "window", "file", "null")
