@@ -9,7 +9,7 @@ a dilated bottleneck), about 20K parameters; distilled from the teacher like the
 
 `scale=4` unshuffles by 4 (48 channels at 1/4 resolution, then 1/8 and 1/16): a third of the MACs again, and
 wider layers for the same time (`width=24, scale=4`: 35K parameters, 0.46 GMACs per 720p frame against 0.73 for
-`width=16, scale=2`; the shipped `student_fast` is `width=32, scale=4`: 60K parameters, 0.73 GMACs, 1.3x faster
+`width=16, scale=2`; the shipped `student` is `width=32, scale=4`: 60K parameters, 0.73 GMACs, 1.3x faster
 than `width=16, scale=2` at 720p). `kernel` sets every depthwise kernel (3: at 1/4 resolution a 3x3 kernel already spans
 12 px of the frame; 5 and 7 trained worse there)."""
 from __future__ import annotations
