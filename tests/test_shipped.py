@@ -41,6 +41,7 @@ def test_shipped_weights_sharpen_a_real_blurred_face(name):
 def test_the_default_student_is_the_real_time_one_and_sharpens_a_blurred_face():
     model, meta = load_weights("student")
     assert meta["arch"] == "student_fast" and model.multiple == 16  # every layer at 1/4 resolution or below
+    assert sum(p.numel() for p in model.parameters()) == meta["parameters"] == 59_587
     faces = [f[:128, :128] for f in real_faces(6)]
     sharp = to_tensor(np.stack(faces))
     blurry, _ = build_degradation("seed")(sharp, np.random.default_rng(123))
