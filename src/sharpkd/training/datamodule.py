@@ -59,9 +59,8 @@ class DeblurDataModule(L.LightningDataModule):
         self.kw = dict(preset=preset, crop=crop, batch_size=batch_size, epoch_size=epoch_size, val_size=val_size,
                        seed=seed, limit_images=limit_images, num_workers=num_workers, max_side=max_side,
                        split_seed=split_seed, train_pairs=train_pairs)
-        several = isinstance(teacher, (list, tuple))
-        self.teachers = [] if teacher is None else list(teacher) if several else [teacher]
-        self.teacher_files = list(teacher_file) if several else [teacher_file]
+        self.teachers = [] if teacher is None else list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]
+        self.teacher_files = list(teacher_file) if isinstance(teacher_file, (list, tuple)) else [teacher_file]
         self.cache_dir = cache_dir
         self.info: dict = {"folder": str(self.root.resolve()), "paired": self.paired, "preset": preset}
         self._prepared = False

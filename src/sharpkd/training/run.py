@@ -180,8 +180,7 @@ def run_training(recipe_name: str, opts: TrainOptions) -> Path | None:
                             epoch_size=recipe["epoch_size"], val_size=recipe["val_size"], seed=recipe["seed"],
                             limit_images=recipe["limit_images"], num_workers=recipe["num_workers"],
                             split_seed=recipe["split_seed"], train_pairs=recipe["train_pairs"], teacher=teacher,
-                            teacher_file=[resolve_weights(t) for t in sources] if len(sources) > 1
-                            else resolve_weights(sources[0]) if teacher is not None else None,
+                            teacher_file=[resolve_weights(t) for t in sources] if teacher is not None else None,
                             cache_dir=opts.cache_dir or out / "cache")
     data.setup("fit")  # before the model is built: data errors come first, and the seeded RNG's order is kept
     model = recipe_model(recipe)
