@@ -232,3 +232,30 @@ def test_bench_reports_latency_macs_and_ratios():
     assert [q["kind"] for q in r["ratios"]] == ["student vs teacher"]
     with pytest.raises(SharpkdError):
         parse_sizes("12by3")
+
+
+def test_auto_backend_keeps_the_fastest_candidate(weights, monkeypatch):
+    """`auto` times every installed candidate on a frame of the asked size and keeps the fastest; its output is the
+    model's (bf16 candidates only where the CPU has native bf16, and never where fp32 is asked for)."""
+    from sharpkd.inference import sharpener as mod
+    from sharpkd.inference.openvino_backend import version
+
+    monkeypatch.setattr(mod, "native_bf16", lambda: True)
+    both = mod.auto_candidates(weights)
+    assert {("onnx", "fp32"), ("torch", "fp32"), ("torch", "bf16")} <= set(both) and ("onnx", "bf16") not in both
+    assert (("openvino", "fp32") in both) == bool(version())
+    assert all(p == "fp32" for _, p in mod.auto_candidates(weights, "fp32"))
+    monkeypatch.setattr(mod, "native_bf16", lambda: False)
+    fp32 = mod.auto_candidates(weights)
+    assert fp32 == [c for c in both if c[1] == "fp32"]
+    assert mod.auto_candidates("m.onnx") == [c for c in fp32 if c[0] != "torch"]
+
+    sh = sharpkd.load(str(weights), backend="auto", size=(48, 32))
+    labels = {b if p == "fp32" else f"{b}-{p}" for b, p in fp32}
+    assert set(sh.timings) == labels and all(ms > 0 for ms in sh.timings.values())
+    chosen = min(sh.timings, key=sh.timings.get)
+    assert sh.backend_label == chosen
+    assert "auto: " + chosen in sh.describe()
+    img = _photo(45, 70)
+    ref = sharpkd.load(str(weights)).sharpen(img)
+    assert np.abs(sh.sharpen(img).astype(int) - ref.astype(int)).max() <= 1

@@ -118,3 +118,23 @@ def test_self_ensemble_averages_over_flips_and_transposes():
         assert torch.allclose(ens(x.transpose(-2, -1)), ens(x).transpose(-2, -1), atol=1e-6)
     with pytest.raises(ValueError):
         SelfEnsemble(shift, 4)
+
+
+def test_shrink_drops_residual_changes_below_its_threshold():
+    """`shrink=t` soft-thresholds the residual by t/255: what the same weights predict, moved t/255 towards 0."""
+    torch.manual_seed(0)
+    plain = build_model("student_fast", residual=True, scale=4)
+    with torch.no_grad():
+        for p in plain.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    cored = build_model("student_fast", residual=True, scale=4, shrink=2.0)
+    cored.load_state_dict(plain.state_dict())
+    x = torch.full((1, 3, 32, 48), 0.5)  # mid-grey: no clamping at 0 or 1
+    with torch.no_grad():
+        r, rc = plain.eval()(x) - x, cored.eval()(x) - x
+    t = 2.0 / 255
+    assert (r.abs() > t).any() and (r.abs() < t).any()  # both sides of the threshold are exercised
+    assert torch.equal(rc[r.abs() <= t], torch.zeros_like(rc[r.abs() <= t]))
+    assert torch.allclose(rc, torch.sign(r) * (r.abs() - t).clamp(min=0), atol=1e-6)
+    with pytest.raises(ValueError, match="residual"):
+        build_model("student_fast", shrink=2.0)  # a sigmoid output has no residual to shrink

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from sharpkd.cli import main
-from sharpkd.models import SelfEnsemble, load_weights
+from sharpkd.errors import SharpkdError
+from sharpkd.models import SelfEnsemble, build_model, load_weights, save_weights
 
 TINY = ["--max-epochs", "2", "--epoch-size", "64", "--val-size", "16", "--crop", "32", "--batch-size", "8",
         "--num-workers", "0"]
@@ -328,3 +329,15 @@ def test_evaluate_self_ensemble_runs_every_model_as_the_mean_of_its_passes(teach
     assert two["macs_128"] == 2 * one["macs_128"] and two["parameters"] == one["parameters"]
     assert "mean of 2 flipped/transposed passes" in reports["2"]["pairs"]
     assert reports["1"]["rows"][0] == reports["2"]["rows"][0]  # the blurry input is not a model
+
+
+def test_init_weights_may_change_options_without_weights_but_not_tensors(tmp_path):
+    """Fine-tuning non-shrinking weights into a shrinking recipe is allowed (same tensors); another width is not."""
+    from sharpkd.training.run import starting_weights
+
+    save_weights(build_model("student_fast", residual=True, scale=4), tmp_path / "s.safetensors")
+    recipe = {"arch": "student_fast", "residual": True, "arch_kwargs": {"scale": 4, "shrink": 2.0}}
+    start, meta = starting_weights(recipe, tmp_path / "s.safetensors")
+    assert start.arch_kwargs["shrink"] == 0.0 and meta["weights"].endswith("s.safetensors")
+    with pytest.raises(SharpkdError, match="--init-weights"):
+        starting_weights({**recipe, "arch_kwargs": {"scale": 4, "width": 24}}, tmp_path / "s.safetensors")

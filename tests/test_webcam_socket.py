@@ -42,7 +42,8 @@ def test_served_socket_sharpens_face_frames_and_survives_bad_messages(sharpkd_ap
     frame = _face(sharpkd_app_face, WEBCAM_SIZE)
     with connect(_ws_url(sharpkd_app_server), open_timeout=60) as ws:
         ready = json.loads(ws.recv(timeout=60))
-        assert ready["type"] == "ready" and ready["max_side"] == max(WEBCAM_SIZE) and ready["backend"] == "onnx"
+        assert ready["type"] == "ready" and ready["max_side"] == max(WEBCAM_SIZE)
+        assert ready["backend"].split("-")[0] in ("onnx", "torch", "openvino")  # the fastest here, timed at start
         ws.send(_jpeg(frame))
         info, jpeg = _answer(ws)
         assert info["type"] == "frame" and (info["width"], info["height"]) == WEBCAM_SIZE
@@ -80,7 +81,7 @@ def test_served_socket_refuses_another_sites_page(sharpkd_app_server):
 class _Echo:
     """A stand-in model: the frame back, unchanged."""
 
-    name, backend_name = "echo", "numpy"
+    name, backend_label = "echo", "numpy"
 
     def sharpen(self, rgb: np.ndarray) -> np.ndarray:
         return rgb.copy()

@@ -15,6 +15,9 @@ log = logging.getLogger("sharpkd")
 
 # commands that undo their work in hand on SIGTERM as on Ctrl-C (serve: Gradio closes and deletes its files)
 SIGTERM_AS_INTERRUPT = ("sharpen", "video", "make-pairs", "live", "serve")
+AUTO_HELP = "auto: the fastest backend on this machine, timed on a few frames at start"
+PRECISION_HELP = ("fp32 or bf16 (torch and openvino); default fp32, and with --backend auto both where the CPU "
+                  "computes bf16 natively")
 
 
 class Terminated(KeyboardInterrupt):
@@ -143,8 +146,11 @@ def cmd_video(args) -> int:
     from .inference import load
     from .inference.video import sharpen_video
 
+    from .inference.video import video_size
+
+    size = video_size(args.input) if args.backend == "auto" else None  # a bad input fails before the timing
     sharpener = load(args.model, backend=args.backend, threads=args.threads, precision=args.precision,
-                     self_ensemble=args.self_ensemble)
+                     self_ensemble=args.self_ensemble, size=size or (1280, 720))
     print(sharpener.describe(), flush=True)
     r = sharpen_video(sharpener, args.input, args.out, compare=args.compare, max_frames=args.max_frames,
                       overwrite=args.overwrite)
@@ -254,7 +260,7 @@ def cmd_live(args) -> int:
     source = open_source(args.source, size, args.fps)  # a missing or busy camera fails before the model loads
     if benchmarking:
         source.close()  # the benchmark opens it for each of its runs
-    sharpener = load(args.model, backend=args.backend, threads=args.threads)
+    sharpener = load(args.model, backend=args.backend, threads=args.threads, size=size or (1280, 720))
 
     def line(s) -> str:
         return (f"{s['frames']} frames, {s['fps']:.1f} FPS, latency p50 {s['latency_ms_p50']:.1f} ms, "
@@ -265,7 +271,7 @@ def cmd_live(args) -> int:
         r = benchmark(sharpener, args.source, args.benchmark, size=size, view=args.view, fps=args.fps, sink=sink)
         p = r["paced"]
         print(f"live benchmark: {args.source} {p['width']}x{p['height']} -> {sharpener.name} "
-              f"({sharpener.backend_name}, {sharpener.threads} threads) -> {args.view} "
+              f"({sharpener.backend_label}, {sharpener.threads} threads) -> {args.view} "
               f"{p['out_width']}x{p['out_height']} -> {kind}")
         label = f"real time (source paced at {p['source_fps']:g} fps):"
         print(f"{label} {line(p)}")
@@ -275,7 +281,7 @@ def cmd_live(args) -> int:
             out = Path(args.json)
             tmp = out.with_name(f".{out.name}.tmp")
             tmp.write_text(json.dumps({"source": str(args.source), "model": sharpener.name, "backend":
-                                       sharpener.backend_name, "threads": sharpener.threads, "view": args.view,
+                                       sharpener.backend_label, "threads": sharpener.threads, "view": args.view,
                                        "sink": kind, **r}, indent=2) + "\n")
             tmp.replace(out)
             print(f"wrote {args.json}")
@@ -290,7 +296,7 @@ def cmd_live(args) -> int:
             print(format_status(stats, fps), file=sys.stderr, flush=True)
 
     log.info("live: %s at %.3g fps -> %s (%s) -> %s; Ctrl-C to stop", source.label, source.fps, sharpener.name,
-             sharpener.backend_name, sink.label if kind != "virtualcam" else "virtual camera")
+             sharpener.backend_label, sink.label if kind != "virtualcam" else "virtual camera")
     stats = run_live(sharpener, source, sink, view=args.view, overlay=args.overlay, on_status=status,
                      status_every=0.5 if tty else 5.0)
     if tty:
@@ -412,8 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("-o", "--out", required=True, metavar="OUTDIR")
     p.add_argument("--model", default="student")
-    p.add_argument("--backend", default="torch", choices=("torch", "onnx", "openvino"))
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="torch and openvino backends")
+    p.add_argument("--backend", default="torch", choices=("torch", "onnx", "openvino", "auto"),
+                   help="torch (default), onnx, openvino; " + AUTO_HELP)
+    p.add_argument("--precision", choices=("fp32", "bf16"), help=PRECISION_HELP)
     p.add_argument("--tile", type=int, help="tile size in pixels (default: 512 tiles above 4.2 megapixels; 0: never)")
     p.add_argument("--tile-overlap", type=int, default=32)
     p.add_argument("--overwrite", action="store_true", help="allow outputs that replace input files")
@@ -425,9 +432,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", metavar="IN")
     p.add_argument("-o", "--out", required=True, metavar="OUT")
     p.add_argument("--model", default="student")
-    p.add_argument("--backend", default="torch", choices=("torch", "onnx", "openvino"))
+    p.add_argument("--backend", default="auto", choices=("torch", "onnx", "openvino", "auto"),
+                   help=AUTO_HELP + " at the video's frame size (default), or torch, onnx, openvino")
     p.add_argument("--compare", action="store_true", help="input and output side by side")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="torch and openvino backends")
+    p.add_argument("--precision", choices=("fp32", "bf16"), help=PRECISION_HELP)
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--overwrite", action="store_true", help="allow OUT to be the input file (it is replaced)")
     _add_self_ensemble(p)
@@ -483,7 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, help="frame rate asked of the camera, or a file paced at it "
                                              "(default: the source's)")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"shipped name or weights file (default {DEFAULT_MODEL})")
-    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=("torch", "onnx", "openvino"))
+    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=("torch", "onnx", "openvino", "auto"),
+                   help=AUTO_HELP + " at --size (default 1280x720; the default), or torch, onnx, openvino")
     p.add_argument("--view", default="output", choices=VIEWS, help="output (default), side-by-side (input | output, "
                                                                    "twice as wide) or split (half and half)")
     p.add_argument("--overlay", action="store_true", help="draw frames/s, latency and drops onto the frames")

@@ -30,6 +30,11 @@ def physical_cores() -> int:
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
+def native_bf16() -> bool:
+    """Whether the CPU computes bfloat16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated, and slow."""
+    return bool({"avx512_bf16", "amx_bf16"} & set(_cpu_info().get("flags", [])))
+
+
 def hardware(threads: int | None = None) -> dict:
     """CPU, cores, SIMD extensions, memory, GPU, the current load and the library versions, as a JSON-able dict."""
     import psutil

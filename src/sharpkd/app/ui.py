@@ -109,7 +109,7 @@ def webcam_sharpener(model: str | os.PathLike | None = None, threads: int | None
     from ..inference import load
     from ..inference.live import DEFAULT_BACKEND, DEFAULT_MODEL
 
-    return load(model or DEFAULT_MODEL, backend=DEFAULT_BACKEND, threads=threads)
+    return load(model or DEFAULT_MODEL, backend=DEFAULT_BACKEND, threads=threads, size=WEBCAM_SIZE)
 
 
 def encode_webcam_frame(rgb: np.ndarray) -> bytes:
@@ -205,7 +205,7 @@ class WebcamSocket:
         self.streams += 1
         try:
             await websocket.send_text(json.dumps({
-                "type": "ready", "model": self.sharpener.name, "backend": getattr(self.sharpener, "backend_name", "?"),
+                "type": "ready", "model": self.sharpener.name, "backend": getattr(self.sharpener, "backend_label", "?"),
                 "max_side": max(WEBCAM_SIZE), "seconds": self.seconds}))
             deadline = time.monotonic() + self.seconds
             while True:

@@ -31,7 +31,7 @@ from ..errors import SharpkdError
 log = logging.getLogger("sharpkd")
 
 DEFAULT_MODEL = "student"  # the shipped real-time student: what `live` runs
-DEFAULT_BACKEND = "onnx"  # the fastest on a CPU here (see docs/speed.md)
+DEFAULT_BACKEND = "auto"  # the fastest here, timed at start: which one wins changes with the CPU (docs/speed.md)
 VIEWS = ("output", "side-by-side", "split")
 SINKS = ("virtualcam", "window", "file", "null")
 LOOPBACK_HINT = "sudo modprobe v4l2loopback devices=1 exclusive_caps=1"

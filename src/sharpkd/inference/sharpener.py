@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import statistics
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -19,12 +21,15 @@ from ..data.io import to_float, to_uint8
 from ..errors import SharpkdError
 from ..models.common import dihedral
 from ..models.weights import describe_model, file_sha256, load_weights, model_name, resolve_weights
+from ..sysinfo import native_bf16
 from .onnx_backend import OnnxBackend, onnx_bytes_for
 from .openvino_backend import OpenVinoBackend, require_openvino
+from .openvino_backend import version as openvino_version
 
 log = logging.getLogger("sharpkd")
 
 BACKENDS = ("torch", "onnx", "openvino")
+AUTO = "auto"  # the fastest of the installed backends, timed at load
 ONNX_BACKENDS = ("onnx", "openvino")  # the backends that run an ONNX graph
 PRECISIONS = ("fp32", "bf16")
 DEFAULT_TILE = 512
@@ -121,17 +126,26 @@ class Sharpener:
             self.threads = backend.threads
         self.multiple = backend.multiple
         self.tile, self.tile_overlap, self.auto_tile_pixels = tile, tile_overlap, auto_tile_pixels
+        self.timings: dict[str, float] = {}  # with backend 'auto': each candidate's ms per frame at load
 
     @property
     def backend_name(self) -> str:
         return self.backend.name
 
+    @property
+    def backend_label(self) -> str:
+        """The backend and the precision it runs in, as `sharpkd bench` names them: 'onnx', 'torch-bf16' ..."""
+        precision = getattr(self.backend, "ran_precision", getattr(self.backend, "precision", "fp32"))
+        return self.backend.name + ("" if precision == "fp32" else f"-{precision}")
+
     def describe(self) -> str:
         """One line naming the model and what runs it, for command output: 'model student (LightStudentUNet,
         20,702 parameters) on torch fp32, 2 threads'."""
         ensemble = f", self-ensemble of {self.self_ensemble}" if self.self_ensemble > 1 else ""
+        auto = ("; auto: " + ", ".join(f"{k} {v:.1f} ms" for k, v in sorted(self.timings.items(), key=lambda kv: kv[1]))
+                if self.timings else "")
         return (f"model {describe_model(self.name, self.model, self.meta)} on {self.backend.describe()}, "
-                f"{self.threads} threads{ensemble}")
+                f"{self.threads} threads{ensemble}{auto}")
 
     # ------------------------------------------------------------------------------------------- arrays
     def run_array(self, x: np.ndarray) -> np.ndarray:
@@ -187,16 +201,54 @@ class Sharpener:
         return f"Sharpener({self.name!r}, backend={self.backend_name!r}, threads={self.threads})"
 
 
+def auto_candidates(model: str | os.PathLike, precision: str | None = None) -> list[tuple[str, str]]:
+    """(backend, precision) pairs that backend 'auto' times: onnxruntime and PyTorch, OpenVINO where installed; in
+    bf16 too where the CPU computes it natively (outputs within about 1/255 of fp32), unless `precision` says."""
+    backends = ONNX_BACKENDS if str(model).endswith(".onnx") else ("onnx", "torch", "openvino")
+    backends = [b for b in backends if b != "openvino" or openvino_version()]
+    precisions = [precision] if precision else ["fp32"] + (["bf16"] if native_bf16() else [])
+    return [(b, p) for b in backends for p in precisions if not (b == "onnx" and p == "bf16")]
+
+
+def fastest(model: str | os.PathLike = "student", size: tuple[int, int] = (1280, 720), threads: int | None = None,
+            precision: str | None = None, frames: int = 6, **options) -> Sharpener:
+    """The `Sharpener` of `model` on whichever candidate backend (`auto_candidates`) runs a `size` (W, H) frame
+    fastest on this machine: each is timed on `frames` frames, taken in turns so that a change in the machine's
+    load hits them alike. Costs a few seconds at load; its `timings` keep the medians."""
+    shs = {}
+    for backend, prec in auto_candidates(model, precision):
+        label = backend if prec == "fp32" else f"{backend}-{prec}"
+        shs[label] = load(model, backend=backend, threads=threads, precision=prec, **options)
+    frame = np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    times = {label: [] for label in shs}
+    for rnd in range(frames + 2):  # two rounds to warm up
+        for label, sh in shs.items():
+            t = time.perf_counter()
+            sh.sharpen(frame)
+            if rnd >= 2:
+                times[label].append(time.perf_counter() - t)
+    timings = {label: statistics.median(ts) * 1e3 for label, ts in times.items()}
+    best = shs[min(timings, key=timings.get)]
+    best.timings = timings
+    log.info("backend auto at %dx%d: %s", *size, ", ".join(f"{k} {v:.1f} ms" for k, v in timings.items()))
+    return best
+
+
 def load(model: str | os.PathLike = "student", backend: str = "torch", threads: int | None = None,
-         precision: str = "fp32", tile: int | None = None, tile_overlap: int = DEFAULT_TILE_OVERLAP,
-         self_ensemble: int = 1) -> Sharpener:
+         precision: str | None = None, tile: int | None = None, tile_overlap: int = DEFAULT_TILE_OVERLAP,
+         self_ensemble: int = 1, size: tuple[int, int] = (1280, 720)) -> Sharpener:
     """A `Sharpener` for a shipped model's name (`sharpkd models` lists them), a .safetensors path, or (with
     backend='onnx' or 'openvino') a .onnx file. With backend='onnx' or 'openvino' and safetensors weights, the
     model is exported to ONNX once and cached. `precision` 'bf16': torch under bfloat16 autocast, or OpenVINO's
     bf16 inference precision where the CPU has it (onnxruntime runs fp32). `self_ensemble` 2 or 8: each frame is sharpened that many times (flipped, transposed) and
-    the results averaged, for a better picture at that many times the cost."""
+    the results averaged, for a better picture at that many times the cost. `backend='auto'`: the fastest
+    candidate on a frame of `size` (W, H), timed at load (`fastest`)."""
+    if backend == AUTO:
+        return fastest(model, size, threads=threads, precision=precision, tile=tile, tile_overlap=tile_overlap,
+                       self_ensemble=self_ensemble)
     if backend not in BACKENDS:
-        raise SharpkdError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+        raise SharpkdError(f"backend must be one of {', '.join(BACKENDS)}, {AUTO}, not {backend!r}")
+    precision = precision or "fp32"
     if str(model).endswith(".onnx"):
         if backend not in ONNX_BACKENDS:
             raise SharpkdError(f"{model}: an .onnx model needs --backend onnx or openvino")

@@ -45,6 +45,18 @@ def open_input(path: str):
         raise SharpkdError(f"{path}: cannot open as a video ({exc})") from None
 
 
+def video_size(path: str) -> tuple[int, int] | None:
+    """A video's frame size (W, H), or None where the stream does not say; a one-line error if it is no video."""
+    inp, _ = open_input(str(path))
+    try:
+        if not inp.streams.video:
+            raise SharpkdError(f"{path}: no video stream")
+        cc = inp.streams.video[0].codec_context
+        return (cc.width, cc.height) if cc.width and cc.height else None
+    finally:
+        inp.close()
+
+
 def _even(a: np.ndarray) -> np.ndarray:
     h, w = a.shape[:2]
     if h % 2 or w % 2:

@@ -11,7 +11,12 @@ a dilated bottleneck), about 20K parameters; distilled from the teacher like the
 wider layers for the same time (`width=24, scale=4`: 35K parameters, 0.46 GMACs per 720p frame against 0.73 for
 `width=16, scale=2`; the shipped `student` is `width=32, scale=4`: 60K parameters, 0.73 GMACs, 1.3x faster
 than `width=16, scale=2` at 720p). `kernel` sets every depthwise kernel (3: at 1/4 resolution a 3x3 kernel already spans
-12 px of the frame; 5 and 7 trained worse there)."""
+12 px of the frame; 5 and 7 trained worse there).
+
+`shrink` (with `residual=True`) soft-thresholds the predicted residual by that many 8-bit steps (`r - clip(r, -t, t)`),
+the coring of a classic unsharp mask: changes smaller than the threshold are dropped, so a good frame's fine texture
+and noise are left alone instead of being nudged. A shrinking model is fine-tuned from non-shrinking weights (its
+last layer is not zeroed at init: a residual of zero, inside the dead zone, has no gradient)."""
 from __future__ import annotations
 
 import torch
@@ -26,8 +31,12 @@ from .student import DilatedBottleneck
 class FastStudentUNet(RestorationNet):
     """Pixel-unshuffle(scale) -> separable U-Net at 1/scale, 1/2scale, 1/4scale resolution -> pixel-shuffle(scale)."""
 
-    def __init__(self, width: int = 16, residual: bool = False, scale: int = 2, kernel: int = 3):
+    def __init__(self, width: int = 16, residual: bool = False, scale: int = 2, kernel: int = 3,
+                 shrink: float = 0.0):
         super().__init__(residual)
+        if shrink < 0 or (shrink and not residual):
+            raise ValueError("shrink is a threshold >= 0 on a residual: it needs residual=True")
+        self.shrink = shrink / 255
         self.multiple = 4 * scale  # unshuffle by `scale`, then two 2x poolings
         c1, c2, c3 = width, 2 * width, 4 * width
         # A 2x2 stride-2 conv is exactly pixel-unshuffle(2) followed by a 1x1 conv, and a 2x2 stride-2
@@ -45,7 +54,8 @@ class FastStudentUNet(RestorationNet):
         self.dec1 = SeparableConv(c1, c1, k)
         self.head = nn.Sequential(nn.Conv2d(c1, c1, k, padding=k // 2, groups=c1, bias=False),
                                   nn.ConvTranspose2d(c1, 3, scale, stride=scale))
-        self.init_output()
+        if not shrink:
+            self.init_output()
 
     def body(self, x: torch.Tensor) -> torch.Tensor:
         e1 = self.stem(x)
@@ -53,4 +63,5 @@ class FastStudentUNet(RestorationNet):
         b = self.bottleneck(self.pool(e2))
         d2 = self.dec2(self.up2(b) + e2)
         d1 = self.dec1(self.up1(d2) + e1)
-        return self.head(d1)
+        r = self.head(d1)
+        return r - r.clamp(-self.shrink, self.shrink) if self.shrink else r

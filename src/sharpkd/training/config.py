@@ -47,7 +47,7 @@ def resolve_precision(precision: str) -> str:
         return precision
     import torch
 
-    from ..sysinfo import hardware
+    from ..sysinfo import native_bf16
 
-    native = torch.cuda.is_available() or {"avx512_bf16", "amx_bf16"} & set(hardware()["simd"])
+    native = torch.cuda.is_available() or native_bf16()
     return "bf16-mixed" if native else "32-true"

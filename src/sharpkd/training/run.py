@@ -125,7 +125,9 @@ def starting_weights(recipe: dict, init: str | Path) -> tuple[nn.Module, dict]:
     with torch.random.fork_rng():
         start, meta = load_weights(init)
         probe = recipe_model(recipe)
-    if (start.arch_name, start.arch_kwargs) != (probe.arch_name, probe.arch_kwargs):
+    # the same tensors, not the same keyword arguments: options without weights (a residual's shrink) may change
+    shapes = [{k: tuple(v.shape) for k, v in m.state_dict().items()} for m in (start, probe)]
+    if start.arch_name != probe.arch_name or shapes[0] != shapes[1]:
         raise SharpkdError(f"--init-weights {init}: a {start.arch_name} {start.arch_kwargs} model, but "
                            f"the recipe builds {probe.arch_name} {probe.arch_kwargs}")
     return start, {"weights": str(resolve_weights(init)), "recipe": meta.get("recipe"), "epochs": meta.get("epochs"),
