@@ -26,7 +26,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--use-fake-ui-for-media-stream"]
 SIZE = (640, 480)
 FRAMES_WANTED = 3
-STATUS = re.compile(r"(\d+\.\d) frames/s \| latency \d+ ms \| student \d+ ms per 640x480 frame \((.+), onnx\)")
+STATUS = re.compile(r"(\d+\.\d) frames/s \| latency \d+ ms \| student \d+ ms per 640x480 frame \((.+), (onnx|torch|openvino)[-a-z0-9]*\)")
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -146,9 +146,10 @@ def cmd_video(args) -> int:
     from .inference import load
     from .inference.video import sharpen_video
 
-    from .inference.video import video_size
+    from .inference.video import output_path, video_size
 
-    size = video_size(args.input) if args.backend == "auto" else None  # a bad input fails before the timing
+    output_path(args.input, args.out, args.overwrite)  # a bad input or output fails before the backends' timing
+    size = video_size(args.input) if args.backend == "auto" else None
     sharpener = load(args.model, backend=args.backend, threads=args.threads, precision=args.precision,
                      self_ensemble=args.self_ensemble, size=size or (1280, 720))
     print(sharpener.describe(), flush=True)

@@ -32,7 +32,7 @@ def physical_cores() -> int:
 
 def native_bf16() -> bool:
     """Whether the CPU computes bfloat16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated, and slow."""
-    return bool({"avx512_bf16", "amx_bf16"} & set(_cpu_info().get("flags", [])))
+    return bool({"avx512_bf16", "amx_bf16"} & set(hardware()["simd"]))
 
 
 def hardware(threads: int | None = None) -> dict:
