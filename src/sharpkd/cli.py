@@ -224,6 +224,8 @@ def cmd_models(args) -> int:
         print(f"  recipe:   {m['recipe'] or '-'}: {m['command'] or '-'}")
         if m["init_weights"]:
             print(f"            starting from {m['init_weights']}")
+        if m["then"]:
+            print(f"            then {m['then']}")
     print("use one with --model NAME (sharpen, video, export, bench), or give a .safetensors path")
     return 0
 

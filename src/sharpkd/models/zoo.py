@@ -53,7 +53,8 @@ def list_models() -> list[dict]:
                     "parameters": meta.get("parameters"), "speed": speed,
                     "speed_class": speed_class(fps) if fps else "not measured", "quality": _quality(meta),
                     "recipe": meta.get("recipe"), "command": meta.get("command"), "data": meta.get("data"),
-                    "init_weights": (meta.get("init_weights") or {}).get("weights")})
+                    "init_weights": (meta.get("init_weights") or {}).get("weights"),
+                    "then": (meta.get("shrink") or {}).get("command")})
     return out
 
 
