@@ -144,9 +144,7 @@ def cmd_sharpen(args) -> int:
 
 def cmd_video(args) -> int:
     from .inference import load
-    from .inference.video import sharpen_video
-
-    from .inference.video import output_path, video_size
+    from .inference.video import output_path, sharpen_video, video_size
 
     output_path(args.input, args.out, args.overwrite)  # a bad input or output fails before the backends' timing
     size = video_size(args.input) if args.backend == "auto" else None
@@ -436,7 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, metavar="OUT")
     p.add_argument("--model", default="student")
     p.add_argument("--backend", default="auto", choices=("torch", "onnx", "openvino", "auto"),
-                   help=AUTO_HELP + " at the video's frame size (default), or torch, onnx, openvino")
+                   help="auto (the default): the fastest backend on this machine, timed on a few frames of the video's size at "
+                        "start; or torch, onnx, openvino")
     p.add_argument("--compare", action="store_true", help="input and output side by side")
     p.add_argument("--precision", choices=("fp32", "bf16"), help=PRECISION_HELP)
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
@@ -495,7 +494,8 @@ def build_parser() -> argparse.ArgumentParser:
                                              "(default: the source's)")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"shipped name or weights file (default {DEFAULT_MODEL})")
     p.add_argument("--backend", default=DEFAULT_BACKEND, choices=("torch", "onnx", "openvino", "auto"),
-                   help=AUTO_HELP + " at --size (default 1280x720; the default), or torch, onnx, openvino")
+                   help="auto (the default): the fastest backend on this machine, timed on a few frames of --size (1280x720 "
+                        "unless given) at start; or torch, onnx, openvino")
     p.add_argument("--view", default="output", choices=VIEWS, help="output (default), side-by-side (input | output, "
                                                                    "twice as wide) or split (half and half)")
     p.add_argument("--overlay", action="store_true", help="draw frames/s, latency and drops onto the frames")

@@ -15,8 +15,9 @@ than `width=16, scale=2` at 720p). `kernel` sets every depthwise kernel (3: at 1
 
 `shrink` (with `residual=True`) soft-thresholds the predicted residual by that many 8-bit steps (`r - clip(r, -t, t)`),
 the coring of a classic unsharp mask: changes smaller than the threshold are dropped, so a good frame's fine texture
-and noise are left alone instead of being nudged. A shrinking model is fine-tuned from non-shrinking weights (its
-last layer is not zeroed at init: a residual of zero, inside the dead zone, has no gradient)."""
+and noise are left alone instead of being nudged. The shipped `student` applies it to weights trained without it
+(`scripts/shrink_residual.py`; fine-tuning with it in place undid its gain, docs/results.md). A shrinking model's last
+layer is not zeroed at init: a residual of zero, inside the dead zone, has no gradient."""
 from __future__ import annotations
 
 import torch
