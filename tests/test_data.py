@@ -174,3 +174,23 @@ def test_gopro_layout_pairs(tmp_path):
     assert len(paired_files(tmp_path)) == 4
     with pytest.raises(SharpkdError, match="no blur/ and sharp/"):
         paired_files(tmp_path / "train" / "GOPR0001" / "sharp")
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (1, 9, 3), (7, 1, 3), (33, 47, 3)])
+def test_planar_conversions_give_the_values_of_to_float_and_to_uint8(shape):
+    from sharpkd.data.io import batch_to_rgb, rgb_to_batch, to_float, to_uint8
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, shape, dtype=np.uint8)
+    # contiguous, flipped, strided and Fortran-ordered inputs (camera frames and crops are views)
+    for view in (img, img[::-1, ::-1], img[:, ::2], np.asfortranarray(img)):
+        for channels_last in (False, True):
+            x = rgb_to_batch(view, channels_last=channels_last)
+            assert x.dtype == np.float32 and np.array_equal(x, to_float(view.transpose(2, 0, 1)[None]))
+    y = rng.uniform(-0.2, 1.2, (1,) + shape[2:] + shape[:2]).astype(np.float32)
+    y.flat[0] = np.float32(100.5) / np.float32(255)  # a tie after scaling: rounds to even, as to_uint8 does
+    expected = to_uint8(np.clip(y, 0, 1)[0].transpose(1, 2, 0))
+    # planar, and laid out HxWx3 in memory (PyTorch's channels-last outputs)
+    for layout in (y.copy(), np.ascontiguousarray(y.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)):
+        out = batch_to_rgb(layout)
+        assert out.shape == shape and out.dtype == np.uint8 and np.array_equal(out, expected)

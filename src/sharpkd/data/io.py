@@ -49,6 +49,40 @@ def to_uint8(x):
     return x.clamp(0, 1).mul(255).round_().to(torch.uint8)
 
 
+def rgb_to_batch(rgb: np.ndarray, channels_last: bool = False) -> np.ndarray:
+    """uint8 HxWx3 -> float32 (1, 3, H, W) in [0, 1]: the values of `to_float(rgb.transpose(2, 0, 1)[None])`.
+    Planar by default, converted plane by plane (OpenCV splits the channels: numpy reading the interleaved bytes
+    with a stride takes several times as long at 1280x720); `channels_last`: the same shape over memory laid out
+    HxWx3, as PyTorch's channels-last convolutions read it (no reordering at all)."""
+    h, w = rgb.shape[:2]
+    if channels_last:
+        out = np.empty((1, h, w, 3), dtype=np.float32)
+        np.divide(rgb, np.float32(255), out=out[0], dtype=np.float32)
+        return out.transpose(0, 3, 1, 2)
+    import cv2
+
+    out = np.empty((1, 3, h, w), dtype=np.float32)
+    planes = cv2.split(rgb if rgb.strides[1:] == (3, 1) else np.ascontiguousarray(rgb))
+    for c, plane in enumerate(planes):
+        np.divide(plane, np.float32(255), out=out[0, c], dtype=np.float32)
+    return out
+
+
+def batch_to_rgb(y: np.ndarray) -> np.ndarray:
+    """float32 (1, 3, H, W) -> uint8 HxWx3: the values of `to_uint8(y[0].transpose(1, 2, 0))`, computed in place
+    in `y` (which is overwritten). A planar `y` is interleaved by OpenCV; a `y` laid out HxWx3 in memory
+    (channels last) is converted as it lies."""
+    import cv2
+
+    hwc = y[0].transpose(1, 2, 0)
+    planar = not (hwc.flags.c_contiguous and y.dtype == np.float32)
+    x = np.ascontiguousarray(y[0], dtype=np.float32) if planar else hwc
+    np.multiply(x, np.float32(255), out=x)
+    np.clip(x, 0, 255, out=x)
+    np.rint(x, out=x)
+    return cv2.merge(list(x.astype(np.uint8))) if planar else x.astype(np.uint8)
+
+
 def is_image_file(path: str | os.PathLike) -> bool:
     return str(path).lower().endswith(IMAGE_EXTENSIONS)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.io import to_float, to_uint8
+from ..data.io import batch_to_rgb, rgb_to_batch
 from ..errors import SharpkdError
 from ..models.common import dihedral
 from ..models.weights import describe_model, file_sha256, load_weights, model_name, resolve_weights
@@ -151,10 +151,15 @@ class Sharpener:
     def run_array(self, x: np.ndarray) -> np.ndarray:
         """(B,3,H,W) float32 in [0, 1] -> (B,3,H,W) float32 in [0, 1], no tiling: one pass, or the mean of
         `self_ensemble` passes over flipped and transposed copies (see `models.SelfEnsemble`)."""
+        return np.clip(self._run(x), 0.0, 1.0)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        """`run_array` before the clip to [0, 1]; the array returned is the caller's to overwrite."""
         n = self.self_ensemble
-        y = self._pass(x) if n == 1 else sum(
-            dihedral(self._pass(np.ascontiguousarray(dihedral(x, k))), k, inverse=True) for k in range(n)) / np.float32(n)
-        return np.clip(y, 0.0, 1.0)
+        if n == 1:
+            return self._pass(x)  # a fresh array from the backend (or a crop of one)
+        return sum(dihedral(self._pass(np.ascontiguousarray(dihedral(x, k))), k, inverse=True)
+                   for k in range(n)) / np.float32(n)
 
     def _pass(self, x: np.ndarray) -> np.ndarray:
         h, w = x.shape[-2:]
@@ -184,13 +189,13 @@ class Sharpener:
         if image.dtype != np.uint8:
             raise SharpkdError(f"expected a uint8 image, got {image.dtype}")
         h, w = image.shape[:2]
-        x = to_float(image.transpose(2, 0, 1)[None])
+        x = rgb_to_batch(image, channels_last=isinstance(self.backend, TorchBackend))
         size = self._tile_size(h, w) if tile is None else (tile if tile and max(h, w) > tile else 0)
         if size:
             y = self.run_tiled(x, size, self.tile_overlap if tile_overlap is None else tile_overlap)
         else:
-            y = self.run_array(x)
-        return to_uint8(y[0].transpose(1, 2, 0))
+            y = self._run(x)  # batch_to_rgb clips
+        return batch_to_rgb(y)
 
     def sharpen_frames(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         """Sharpen a stream of frames lazily (one in, one out)."""
