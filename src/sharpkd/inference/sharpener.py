@@ -218,20 +218,26 @@ def auto_candidates(model: str | os.PathLike, precision: str | None = None) -> l
 def fastest(model: str | os.PathLike = "student", size: tuple[int, int] = (1280, 720), threads: int | None = None,
             precision: str | None = None, frames: int = 6, **options) -> Sharpener:
     """The `Sharpener` of `model` on whichever candidate backend (`auto_candidates`) runs a `size` (W, H) frame
-    fastest on this machine: each is timed on `frames` frames, taken in turns so that a change in the machine's
-    load hits them alike. Costs a few seconds at load; its `timings` keep the medians."""
+    fastest on this machine, back to back as a stream runs it. Candidates take turns, so that a change in the
+    machine's load hits them alike; each turn starts with an untimed frame, because a backend that has just run
+    leaves its threads spinning on the cores for a while (after onnxruntime, PyTorch's next frame took twice its
+    time). `frames` timed frames per candidate, after a round of warm-up; costs a few seconds at load; its
+    `timings` keep the medians."""
     shs = {}
     for backend, prec in auto_candidates(model, precision):
         sh = load(model, backend=backend, threads=threads, precision=prec, **options)
         shs[sh.backend_label] = sh  # an OpenVINO bf16 that runs fp32 on this CPU counts once
     frame = np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
     times = {label: [] for label in shs}
-    for rnd in range(frames + 2):  # two rounds to warm up
+    per_turn = 2
+    for rnd in range(1 + -(-frames // per_turn)):  # the first round warms up
         for label, sh in shs.items():
-            t = time.perf_counter()
             sh.sharpen(frame)
-            if rnd >= 2:
-                times[label].append(time.perf_counter() - t)
+            for _ in range(per_turn):
+                t = time.perf_counter()
+                sh.sharpen(frame)
+                if rnd:
+                    times[label].append(time.perf_counter() - t)
     timings = {label: statistics.median(ts) * 1e3 for label, ts in times.items()}
     best = shs[min(timings, key=timings.get)]
     best.timings = timings
