@@ -259,3 +259,31 @@ def test_auto_backend_keeps_the_fastest_candidate(weights, monkeypatch):
     img = _photo(45, 70)
     ref = sharpkd.load(str(weights)).sharpen(img)
     assert np.abs(sh.sharpen(img).astype(int) - ref.astype(int)).max() <= 1
+
+
+def test_auto_times_each_backend_back_to_back_not_right_after_another(monkeypatch):
+    """A backend that has just run slows the next one's first frame (its threads still spin on the cores): `auto`
+    must rank backends by their speed in a stream, so each turn's first frame is not timed."""
+    import time as _time
+
+    from sharpkd.inference import sharpener as mod
+
+    calls = []
+
+    class Fake:
+        def __init__(self, label, steady_s, after_switch_s):
+            self.backend_label, self.steady_s, self.after_switch_s = label, steady_s, after_switch_s
+
+        def sharpen(self, frame):
+            switched = bool(calls) and calls[-1] != self.backend_label
+            calls.append(self.backend_label)
+            _time.sleep(self.after_switch_s if switched else self.steady_s)
+
+    fakes = {"onnx": Fake("onnx", 0.002, 0.1), "torch": Fake("torch", 0.03, 0.03)}
+    monkeypatch.setattr(mod, "auto_candidates", lambda model, precision=None: [("onnx", "fp32"), ("torch", "fp32")])
+    monkeypatch.setattr(mod, "load", lambda model, backend, **kw: fakes[backend])
+    best = mod.fastest("student", size=(8, 8), frames=6)
+    assert best.backend_label == "onnx"  # 2 ms a frame in a stream, though 100 ms right after another backend
+    assert best.timings["onnx"] < 30 <= best.timings["torch"]
+    # every timed frame followed a frame of the same backend
+    assert calls.count("onnx") == calls.count("torch") >= 6
