@@ -99,7 +99,7 @@ def test_tiled_matches_untiled_2000x1500(sharpener):
 
 
 def test_tiling_is_automatic_above_the_pixel_budget(weights, monkeypatch):
-    sh = sharpkd.inference.load(str(weights))
+    sh = sharpkd.load(str(weights))
     sh.auto_tile_pixels = 100 * 100
     calls = []
     run = sh.run_array
