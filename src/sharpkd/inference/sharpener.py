@@ -8,6 +8,7 @@ memory stays bounded; the overlap covers the receptive field, so tiled and until
 from __future__ import annotations
 
 import logging
+import math
 import os
 import statistics
 import time
@@ -230,7 +231,7 @@ def fastest(model: str | os.PathLike = "student", size: tuple[int, int] = (1280,
     frame = np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
     times = {label: [] for label in shs}
     per_turn = 2
-    for rnd in range(1 + -(-frames // per_turn)):  # the first round warms up
+    for rnd in range(1 + math.ceil(frames / per_turn)):  # the first round warms up
         for label, sh in shs.items():
             sh.sharpen(frame)
             for _ in range(per_turn):
