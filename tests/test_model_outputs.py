@@ -21,7 +21,8 @@ from sharpkd.models.weights import file_sha256, shipped_names, shipped_weights_p
 
 REFERENCE = Path(__file__).with_name("model_outputs.json")
 TOLERANCE = 1e-4
-CONFIGS = [(arch, residual) for arch in ("teacher", "student", "student_fast", "student_gated", "student_lk")
+CONFIGS = [(arch, residual)
+           for arch in ("teacher", "teacher_deep", "student", "student_fast", "student_gated", "student_lk")
            for residual in (False, True)]
 
 

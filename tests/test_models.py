@@ -14,7 +14,7 @@ def test_parameter_counts_match_the_seed():
         assert abs(count_parameters(build_model(variant)) - 20_190) / 20_190 <= 0.05
 
 
-@pytest.mark.parametrize("name", ["teacher", "student", "student_gated", "student_lk"])
+@pytest.mark.parametrize("name", ["teacher", "teacher_deep", "student", "student_gated", "student_lk"])
 @pytest.mark.parametrize("residual", [False, True])
 def test_any_size_in_gives_same_size_out_in_unit_range(name, residual):
     torch.manual_seed(0)
@@ -93,7 +93,8 @@ def test_bf16_channels_last_student_trains_with_finite_gradients(name):
     assert loss.item() < first
 
 
-@pytest.mark.parametrize("name", ["teacher", "student", "student_fast", "student_gated", "student_lk"])
+@pytest.mark.parametrize("name", ["teacher", "teacher_deep", "student", "student_fast", "student_gated",
+                                  "student_lk"])
 def test_residual_models_start_as_the_identity(name):
     """A global-residual model starts by returning its input (zero-initialised last layer)."""
     model = build_model(name, residual=True).eval()
@@ -101,6 +102,26 @@ def test_residual_models_start_as_the_identity(name):
     with torch.no_grad():
         assert torch.equal(model(x), x)
     assert not torch.equal(build_model(name).eval()(x), x)
+
+
+def test_grown_teacher_starts_as_the_trained_teacher_and_its_new_layers_learn():
+    """teacher_deep holds every tensor of a trained teacher: loaded into it, it returns the same frame; one
+    optimiser step on a loss moves the added layers (their zero start is not a dead end)."""
+    small, _ = load_weights("teacher")
+    grown = build_model("teacher_deep", residual=True)
+    missing, unexpected = grown.load_state_dict(small.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.split(".")[0] in {"down3", "deep", "up3", "context"} for k in missing)
+    assert count_parameters(grown) > 4 * count_parameters(small)
+    x = torch.rand(1, 3, 40, 56)
+    with torch.no_grad():
+        assert torch.equal(grown.eval()(x), small.eval()(x))
+    opt = torch.optim.Adam(grown.parameters(), lr=1e-3)
+    grown.train()
+    (grown(x) - x.flip(-1)).abs().mean().backward()
+    assert grown.up3.weight.grad.abs().sum() > 0
+    opt.step()
+    with torch.no_grad():
+        assert not torch.equal(grown.eval()(x), small(x))
 
 
 def test_self_ensemble_averages_over_flips_and_transposes():

@@ -341,3 +341,19 @@ def test_init_weights_may_change_options_without_weights_but_not_tensors(tmp_pat
     assert start.arch_kwargs["shrink"] == 0.0 and meta["weights"].endswith("s.safetensors")
     with pytest.raises(SharpkdError, match="--init-weights"):
         starting_weights({**recipe, "arch_kwargs": {"scale": 4, "width": 24}}, tmp_path / "s.safetensors")
+
+
+def test_init_weights_grow_a_teacher_into_teacher_deep_but_not_back(tmp_path):
+    """teacher_deep grows from teacher (all of its tensors, same width and residual); the reverse, another width
+    or another residual setting is refused before any work."""
+    from sharpkd.training.run import starting_weights
+
+    save_weights(build_model("teacher", residual=True, width=8), tmp_path / "t.safetensors")
+    save_weights(build_model("teacher_deep", residual=True, width=8), tmp_path / "d.safetensors")
+    deep = {"arch": "teacher_deep", "residual": True, "arch_kwargs": {"width": 8, "dropout": 0.0}}
+    start, _ = starting_weights(deep, tmp_path / "t.safetensors")
+    assert start.arch_name == "teacher"
+    for recipe, source in [({"arch": "teacher", "residual": True, "arch_kwargs": {"width": 8}}, "d"),
+                           ({**deep, "arch_kwargs": {"width": 16}}, "t"), ({**deep, "residual": False}, "t")]:
+        with pytest.raises(SharpkdError, match="--init-weights"):
+            starting_weights(recipe, tmp_path / f"{source}.safetensors")

@@ -6,6 +6,7 @@ from .student_fast import FastStudentUNet
 from .student_gated import GatedStudentUNet
 from .student_lk import LargeKernelStudentUNet
 from .teacher import TeacherUNet
+from .teacher_deep import DeepTeacherUNet
 from .weights import (describe_model, load_or_build, load_weights, model_name, resolve_weights, save_weights,
                       shipped_names, shipped_weights_path)
 from .profile import count_macs

@@ -43,8 +43,8 @@ class GatedBlock(nn.Module):
         nn.init.zeros_(self.project.weight)
         nn.init.zeros_(self.project.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a, b = self.depthwise(self.expand(x)).chunk(2, dim=1)
+    def forward(self, x: torch.Tensor, branch_input: torch.Tensor | None = None) -> torch.Tensor:
+        a, b = self.depthwise(self.expand(x if branch_input is None else branch_input)).chunk(2, dim=1)
         return x + self.project(a * b)
 
 

@@ -125,9 +125,12 @@ def starting_weights(recipe: dict, init: str | Path) -> tuple[nn.Module, dict]:
     with torch.random.fork_rng():
         start, meta = load_weights(init)
         probe = recipe_model(recipe)
-    # the same tensors, not the same keyword arguments: options without weights (a residual's shrink) may change
+    # the same tensors, not the same keyword arguments: options without weights (a residual's shrink) may change.
+    # An architecture grown from another (`grows_from`) takes all of its tensors and starts its own added layers.
     shapes = [{k: tuple(v.shape) for k, v in m.state_dict().items()} for m in (start, probe)]
-    if start.arch_name != probe.arch_name or shapes[0] != shapes[1]:
+    grows = getattr(probe, "grows_from", None) == start.arch_name and start.residual == probe.residual
+    fits = shapes[0].items() <= shapes[1].items() if grows else shapes[0] == shapes[1]
+    if not fits or (start.arch_name != probe.arch_name and not grows):
         raise SharpkdError(f"--init-weights {init}: a {start.arch_name} {start.arch_kwargs} model, but "
                            f"the recipe builds {probe.arch_name} {probe.arch_kwargs}")
     return start, {"weights": str(resolve_weights(init)), "recipe": meta.get("recipe"), "epochs": meta.get("epochs"),
@@ -187,7 +190,7 @@ def run_training(recipe_name: str, opts: TrainOptions) -> Path | None:
     data.setup("fit")  # before the model is built: data errors come first, and the seeded RNG's order is kept
     model = recipe_model(recipe)
     if start is not None:
-        model.load_state_dict(start.state_dict())
+        model.load_state_dict(start.state_dict(), strict=start.arch_name == model.arch_name)
     module = RestorationModule(model, recipe["loss"], lr=recipe["lr"], lr_factor=recipe["lr_factor"],
                                lr_patience=recipe["lr_patience"], min_lr=recipe["min_lr"], teacher=teacher,
                                schedule=recipe["schedule"])
