@@ -53,7 +53,8 @@ fi
 # The call teacher: the seed teacher fine-tuned on the camera-to-call mixture, 5 cosine epochs x 1,600 samples
 # with the seed loss, then 12 with Charbonnier + 0.2 (1 - SSIM) (the teacher_call recipe; 80 min on 2 cores), then
 # 10 with each frame's pixel error weighed by 1 / its input's (teacher_call_relative; 27 min on 2 cores), then 10
-# more of the same from lr 1e-4 (33 min).
+# more of the same from lr 1e-4 (33 min), then 20 from lr 1.5e-4 (28 min); then grown into teacher_deep (a
+# zero-initialised low-resolution core; 2.15M parameters) and trained 26 more epochs (teacher_deep_call; 68 min).
 if want teacher_call; then
   train train-teacher --data "$DATA" --preset call --init-weights "$R/teacher_seed/model.safetensors" \
     --schedule cosine --lr 3e-4 --max-epochs 5 --epoch-size 1600 --val-size 400 --out "$R/teacher_call_seedloss"
@@ -64,7 +65,9 @@ if want teacher_call; then
   train train-teacher --data "$DATA" --config teacher_call_relative --lr 1e-4 \
     --init-weights "$R/teacher_call3/model.safetensors" --out "$R/teacher_call4"
   train train-teacher --data "$DATA" --config teacher_call_relative --lr 1.5e-4 --max-epochs 20 \
-    --init-weights "$R/teacher_call4/model.safetensors" --out "$R/teacher_call"
+    --init-weights "$R/teacher_call4/model.safetensors" --out "$R/teacher_call5"
+  train train-teacher --data "$DATA" --config teacher_deep_call \
+    --init-weights "$R/teacher_call5/model.safetensors" --out "$R/teacher_call"
 fi
 # the shipped student was distilled from teacher_call's fourth stage
 if want student; then
