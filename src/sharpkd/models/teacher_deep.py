@@ -6,11 +6,10 @@ keeps every tensor of the teacher and adds, after its bottleneck, a branch one l
 twice the bottleneck's width) of layer-normed gated blocks, and more of them at 1/4: an output pixel sees about
 +-100 px, for 1.7M more weights and +37% MACs per pixel (a frame's cost stays mostly at full resolution). Every
 added path ends in a zero-initialised conv, so the grown model computes exactly what the teacher it starts from does
-(`--init-weights teacher_call`), and training only has to add what the small one could not fit."""
+(`--init-weights` of a trained `teacher`), and training only has to add what the small one could not fit."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .registry import register_model
@@ -28,8 +27,7 @@ class NormGatedBlock(GatedBlock):
         self.norm = nn.LayerNorm(c)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.layer_norm(x.permute(0, 2, 3, 1), self.norm.normalized_shape, self.norm.weight, self.norm.bias)
-        return super().forward(x, y.permute(0, 3, 1, 2))
+        return super().forward(x, self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
 
 
 @register_model("teacher_deep")
