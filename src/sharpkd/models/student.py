@@ -28,23 +28,32 @@ class DilatedBottleneck(nn.Module):
         return self.act(self.pointwise(y))
 
 
+class ChannelNorm(nn.LayerNorm):
+    """Layer norm over each pixel's channels of an NCHW tensor (NAFNet's LayerNorm2d; the same at any frame size)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
 class GatedBlock(nn.Module):
-    """x + project(SimpleGate(depthwise(expand(x)))). `project` starts at zero, so the block starts as the identity.
+    """x + project(SimpleGate(depthwise(expand(norm(x))))). `project` starts at zero, so the block starts as the
+    identity; `norm` is a `ChannelNorm` with `norm=True`, else nothing.
 
     NAFNet scales the branch by a learned per-channel beta instead; under bf16 autocast that fp32 product with a
     bf16 activation is a mixed-dtype multiply that halved the training speed on this CPU (49 against 109
     samples/s for the whole student, 1 thread), and a zero-initialised last conv does the same job."""
 
-    def __init__(self, c: int):
+    def __init__(self, c: int, norm: bool = False):
         super().__init__()
         self.expand = nn.Conv2d(c, 2 * c, 1)
         self.depthwise = nn.Conv2d(2 * c, 2 * c, 3, padding=1, groups=2 * c, bias=False)
         self.project = nn.Conv2d(c, c, 1)
         nn.init.zeros_(self.project.weight)
         nn.init.zeros_(self.project.bias)
+        self.norm = ChannelNorm(c) if norm else nn.Identity()
 
-    def forward(self, x: torch.Tensor, branch_input: torch.Tensor | None = None) -> torch.Tensor:
-        a, b = self.depthwise(self.expand(x if branch_input is None else branch_input)).chunk(2, dim=1)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.depthwise(self.expand(self.norm(x))).chunk(2, dim=1)
         return x + self.project(a * b)
 
 
