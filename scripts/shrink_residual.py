@@ -1,7 +1,7 @@
 """Give trained residual weights a shrink (coring) at inference: the same tensors, rebuilt with `shrink=T`
 (the residual soft-thresholded by T 8-bit steps, see `models.student_fast`), written with its sidecar.
 
-    python scripts/shrink_residual.py runs/reproduce/student/model.safetensors 2 src/sharpkd/weights/student.safetensors
+    python scripts/shrink_residual.py runs/reproduce/student2/model.safetensors 3 src/sharpkd/weights/student.safetensors
 """
 import sys
 

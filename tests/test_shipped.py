@@ -49,10 +49,10 @@ def test_the_default_student_is_the_real_time_one_and_sharpens_a_blurred_face():
     with torch.no_grad():
         out = model(blurry).clamp(0, 1)
     # trained on the call mixture and coring its residual (`shrink`): a smaller gain on the seed's blur than the
-    # seed-trained models' (+0.009 SSIM / +0.31 dB here)
+    # seed-trained models' (+0.011 SSIM / +0.38 dB here)
     assert ssim(out, sharp).item() > ssim(blurry, sharp).item() + 0.005
     assert psnr(out, sharp).item() > psnr(blurry, sharp).item()
-    assert model.shrink == 2 / 255  # the shipped coring threshold, 2 steps of 8 bits
+    assert model.shrink == 3 / 255  # the shipped coring threshold, 3 steps of 8 bits
 
 
 def test_load_by_name_through_the_public_api():
