@@ -32,10 +32,14 @@ class TeacherUNet(RestorationNet):
         self.head = nn.Conv2d(c1, 3, 3, padding=1)
         self.init_output()
 
+    def middle(self, b: torch.Tensor) -> torch.Tensor:
+        """What follows the bottleneck at 1/4 resolution: nothing here; a grown teacher adds its core."""
+        return b
+
     def body(self, x: torch.Tensor) -> torch.Tensor:
         e1 = self.enc1(x)
         e2 = self.enc2(self.pool(e1))
-        b = self.bottleneck(self.pool(e2))
+        b = self.middle(self.bottleneck(self.pool(e2)))
         d2 = self.dec2(torch.cat([self.up2(b), e2], dim=1))
         d1 = self.dec1(torch.cat([self.up1(d2), e1], dim=1))
         return self.head(d1)

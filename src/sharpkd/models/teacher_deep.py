@@ -37,11 +37,5 @@ class DeepTeacherUNet(TeacherUNet):
         nn.init.zeros_(self.up3.bias)
         self.context = nn.Sequential(*[GatedBlock(c3, norm=True) for _ in range(blocks)])
 
-    def body(self, x: torch.Tensor) -> torch.Tensor:
-        e1 = self.enc1(x)
-        e2 = self.enc2(self.pool(e1))
-        b = self.bottleneck(self.pool(e2))
-        b = self.context(b + self.up3(self.deep(self.down3(b))))
-        d2 = self.dec2(torch.cat([self.up2(b), e2], dim=1))
-        d1 = self.dec1(torch.cat([self.up1(d2), e1], dim=1))
-        return self.head(d1)
+    def middle(self, b: torch.Tensor) -> torch.Tensor:
+        return self.context(b + self.up3(self.deep(self.down3(b))))
