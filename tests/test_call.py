@@ -111,6 +111,9 @@ def test_suite_writes_both_reports_with_every_family_and_baseline(tmp_path, weig
             f = ds["families"][family]
             assert f["pairs"] == 6 and set(f["rows"]) == {"input", "unsharp mask", "a", "b"}
             assert f["rows"]["a"] == f["rows"]["b"]  # the same weights score the same
+            for name, row in f["rows"].items():  # every pair's scores, whose means are the row
+                assert len(f["per_pair"][name]["psnr"]) == 6
+                assert abs(np.mean(f["per_pair"][name]["psnr"]) - row["psnr"]) < 1e-4
             assert f["comparisons"][0]["ssim"] == {"mean": 0.0, "ci95": [0.0, 0.0]}
             low, high = f["rows"]["a"]["vs_input"]["psnr"]["ci95"]
             assert low <= f["rows"]["a"]["vs_input"]["psnr"]["mean"] <= high

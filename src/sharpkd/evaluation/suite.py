@@ -3,8 +3,8 @@
 Fixed, seeded pairs from the validation split of a data root, in families that each isolate one real
 condition of a video call (the `seed` blur, camera shake with sensor noise, a low-bandwidth transmission, the
 whole `call` mixture, and a good frame). Every model is scored against the input and an unsharp mask, with a
-95% bootstrap interval over the pairs for each difference. Writes `suite.md`, `suite.json` and one picture
-grid per family.
+95% bootstrap interval over the pairs for each difference. Writes `suite.md`, `suite.json` (with every pair's
+scores, for paired tests and breakdowns) and one picture grid per family.
 """
 from __future__ import annotations
 
@@ -98,6 +98,7 @@ def run_family(images: list[np.ndarray], family: str, models: dict, opts: SuiteO
     comparisons = [{"a": a, "b": b, **{m: difference(scores[a][m], scores[b][m]) for m in ("ssim", "psnr")}}
                    for a, b in opts.compare if a in scores and b in scores]
     return {"pairs": len(pairs), "rows": rows, "comparisons": comparisons,
+            "per_pair": {name: {m: [round(float(v), 6) for v in s[m]] for m in METRICS} for name, s in scores.items()},
             "_sample": {name: out[:opts.grid_samples] for name, out in outputs.items()} | {
                 "ground truth": pairs.sharp[:opts.grid_samples]}}
 
