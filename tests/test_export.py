@@ -80,6 +80,7 @@ def test_eager_padding_unchanged():
 
 @pytest.mark.parametrize("name,kwargs,multiple", [("student_fast", {}, 8), ("student_fast", {"scale": 4}, 16),
                                                   ("student_fast", {"scale": 4, "residual": True, "shrink": 1.0}, 16),
+                                                  ("student_fast", {"scale": 4, "residual": True, "luma": True}, 16),
                                                   ("student_gated", {}, 4), ("student_lk", {}, 4)])
 def test_student_variants_run_any_size_and_export(name, kwargs, multiple, tmp_path):
     torch.manual_seed(0)

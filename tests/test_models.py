@@ -159,3 +159,21 @@ def test_shrink_drops_residual_changes_below_its_threshold():
     assert torch.allclose(rc, torch.sign(r) * (r.abs() - t).clamp(min=0), atol=1e-6)
     with pytest.raises(ValueError, match="residual"):
         build_model("student_fast", shrink=2.0)  # a sigmoid output has no residual to shrink
+
+
+def test_luma_student_moves_r_g_and_b_alike():
+    """`luma=True`: one residual plane, added to every channel; one output channel fewer in the head, same trunk."""
+    torch.manual_seed(0)
+    net = build_model("student_fast", residual=True, scale=4, width=32, luma=True, shrink=1.0).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    rgb = build_model("student_fast", residual=True, scale=4, width=32)
+    assert count_parameters(net) == count_parameters(rgb) - 2 * 16 * 32 - 2  # a 4x4 transposed conv to 1 plane, not 3
+    x = torch.rand(1, 3, 37, 45) * 0.5 + 0.25  # away from 0 and 1: no clamping
+    with torch.no_grad():
+        r = net(x) - x
+    assert r.abs().max() > 0.01
+    assert torch.allclose(r[:, 0], r[:, 1], atol=1e-6) and torch.allclose(r[:, 0], r[:, 2], atol=1e-6)
+    with pytest.raises(ValueError, match="residual"):
+        build_model("student_fast", luma=True)

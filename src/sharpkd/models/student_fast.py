@@ -17,7 +17,10 @@ than `width=16, scale=2` at 720p). `kernel` sets every depthwise kernel (3: at 1
 the coring of a classic unsharp mask: changes smaller than the threshold are dropped, so a good frame's fine texture
 and noise are left alone instead of being nudged. The shipped `student` applies it to weights trained without it
 (`scripts/shrink_residual.py`; fine-tuning with it in place undid its gain, docs/results.md). A shrinking model's last
-layer is not zeroed at init: a residual of zero, inside the dead zone, has no gradient."""
+layer is not zeroed at init: a residual of zero, inside the dead zone, has no gradient.
+
+`luma` (with `residual=True`) predicts one residual plane, added to R, G and B alike: the head writes and the
+coring reads one full-resolution plane instead of three."""
 from __future__ import annotations
 
 import torch
@@ -33,10 +36,12 @@ class FastStudentUNet(RestorationNet):
     """Pixel-unshuffle(scale) -> separable U-Net at 1/scale, 1/2scale, 1/4scale resolution -> pixel-shuffle(scale)."""
 
     def __init__(self, width: int = 16, residual: bool = False, scale: int = 2, kernel: int = 3,
-                 shrink: float = 0.0):
+                 shrink: float = 0.0, luma: bool = False):
         super().__init__(residual)
         if shrink < 0 or (shrink and not residual):
             raise ValueError("shrink is a threshold >= 0 on a residual: it needs residual=True")
+        if luma and not residual:
+            raise ValueError("luma is one residual plane added to R, G and B: it needs residual=True")
         self.shrink = shrink / 255
         self.multiple = 4 * scale  # unshuffle by `scale`, then two 2x poolings
         c1, c2, c3 = width, 2 * width, 4 * width
@@ -54,7 +59,7 @@ class FastStudentUNet(RestorationNet):
         self.up1 = upsample(c2, c1)
         self.dec1 = SeparableConv(c1, c1, k)
         self.head = nn.Sequential(nn.Conv2d(c1, c1, k, padding=k // 2, groups=c1, bias=False),
-                                  nn.ConvTranspose2d(c1, 3, scale, stride=scale))
+                                  nn.ConvTranspose2d(c1, 1 if luma else 3, scale, stride=scale))
         if not shrink:
             self.init_output()
 
