@@ -90,7 +90,7 @@ else:
         for name, run in variants.items():
             for i in range(18):
                 t = time.perf_counter()
-                y = run(x)
+                run(x)
                 if i >= 3:
                     times[name].append(time.perf_counter() - t)
     base = statistics.median(times["onnxruntime fp32"])

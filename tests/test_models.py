@@ -162,7 +162,7 @@ def test_shrink_drops_residual_changes_below_its_threshold():
 
 
 def test_luma_student_moves_r_g_and_b_alike():
-    """`luma=True`: one residual plane, added to every channel; one output channel fewer in the head, same trunk."""
+    """`luma=True`: one residual plane, added to every channel; the head writes one plane instead of three."""
     torch.manual_seed(0)
     net = build_model("student_fast", residual=True, scale=4, width=32, luma=True, shrink=1.0).eval()
     with torch.no_grad():
