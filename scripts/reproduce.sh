@@ -39,8 +39,8 @@ if want student_lk; then
     --schedule cosine --max-epochs 10 --init-weights "$R/student_lk46/model.safetensors" --cache-dir "$R/cache" \
     --out "$R/student_lk"
 fi
-# The default student, real time: the pixel-unshuffle-by-4 design on the seed's blur (the student_fast recipe), 5
-# cosine epochs x 3,200 fixed pairs, then 6 more x 6,400 from them; then (after teacher_call, below) 16 epochs
+# The default student, real time: the pixel-unshuffle-by-4, one-residual-plane design on the seed's blur (the student_fast recipe), 5
+# cosine epochs x 3,200 fixed pairs, then 6 more x 6,400 from them; then (after teacher_call, below) twice 16 epochs
 # distilled from teacher_call on the call degradations (the student_call recipe).
 if want student; then
   train distill --data "$DATA" --teacher "$R/teacher_seed/model.safetensors" --config student_fast \
@@ -69,14 +69,14 @@ if want teacher_call; then
   train train-teacher --data "$DATA" --config teacher_deep_call \
     --init-weights "$R/teacher_call5/model.safetensors" --out "$R/teacher_call"
 fi
-# the shipped student was distilled from teacher_call's fourth stage, then 16 more epochs from the grown teacher_call
+# then two rounds of 16 epochs distilled from teacher_call on the call degradations (the student_call recipe)
 if want student; then
-  train distill --data "$DATA" --config student_call --teacher "$R/teacher_call4/model.safetensors" \
+  train distill --data "$DATA" --config student_call --teacher "$R/teacher_call/model.safetensors" \
     --init-weights "$R/student_fast/model.safetensors" --seed 0 --cache-dir "$R/cache_call" --out "$R/student"
   train distill --data "$DATA" --config student_call --teacher "$R/teacher_call/model.safetensors" \
     --init-weights "$R/student/model.safetensors" --seed 0 --cache-dir "$R/cache_call" --out "$R/student2"
-  # the shipped student cores its residual: changes under 3/255 dropped (docs/results.md)
-  python scripts/shrink_residual.py "$R/student2/model.safetensors" 3 "$R/student2/student.safetensors"
+  # the shipped student cores its residual: changes under 2/255 dropped (docs/results.md)
+  python scripts/shrink_residual.py "$R/student2/model.safetensors" 2 "$R/student2/student.safetensors"
 fi
 
 # The numbers of docs/results.md: validation faces with the seed's blur, and the benchmark suite.

@@ -9,8 +9,7 @@ a dilated bottleneck), about 20K parameters; distilled from the teacher like the
 
 `scale=4` unshuffles by 4 (48 channels at 1/4 resolution, then 1/8 and 1/16): a third of the MACs again, and
 wider layers for the same time (`width=24, scale=4`: 35K parameters, 0.46 GMACs per 720p frame against 0.73 for
-`width=16, scale=2`; the shipped `student` is `width=32, scale=4`: 60K parameters, 0.73 GMACs, 1.3x faster
-than `width=16, scale=2` at 720p). `kernel` sets every depthwise kernel (3: at 1/4 resolution a 3x3 kernel already spans
+`width=16, scale=2`; `width=32, scale=4`: 60K parameters, 0.73 GMACs). `kernel` sets every depthwise kernel (3: at 1/4 resolution a 3x3 kernel already spans
 12 px of the frame; 5 and 7 trained worse there).
 
 `shrink` (with `residual=True`) soft-thresholds the predicted residual by that many 8-bit steps (`r - clip(r, -t, t)`),
@@ -20,7 +19,8 @@ and noise are left alone instead of being nudged. The shipped `student` applies 
 layer is not zeroed at init: a residual of zero, inside the dead zone, has no gradient.
 
 `luma` (with `residual=True`) predicts one residual plane, added to R, G and B alike: the head writes and the
-coring reads one full-resolution plane instead of three."""
+coring reads one full-resolution plane instead of three, the part of the graph that runs at full resolution.
+The shipped `student` is `width=32, scale=4, luma=True`."""
 from __future__ import annotations
 
 import torch
