@@ -19,8 +19,8 @@ and noise are left alone instead of being nudged. The shipped `student` applies 
 layer is not zeroed at init: a residual of zero, inside the dead zone, has no gradient.
 
 `luma` (with `residual=True`) predicts one residual plane, added to R, G and B alike: the head writes and the
-coring reads one full-resolution plane instead of three, the part of the graph that runs at full resolution.
-The shipped `student` is `width=32, scale=4, luma=True`."""
+coring read one full-resolution plane instead of three (the head and what follows it are the model's only
+full-resolution work). The shipped `student` is `width=32, scale=4, luma=True`."""
 from __future__ import annotations
 
 import torch
