@@ -13,6 +13,7 @@ and each variant's ratio to onnxruntime fp32; the largest output difference from
 from __future__ import annotations
 
 import argparse
+import atexit
 import collections
 import json
 import shutil
@@ -43,6 +44,7 @@ args = parser.parse_args()
 (w, h), = parse_sizes(args.size)
 net, _ = load_weights(args.model)
 tmp = Path(tempfile.mkdtemp(prefix="sharpkd-profile-"))
+atexit.register(shutil.rmtree, tmp, ignore_errors=True)  # also when a run fails
 fp32 = tmp / "core.onnx"
 export_onnx(net, fp32, standalone=False)
 frame = cv2.resize(calibration_images(n=1, size=512)[0], (w, h), interpolation=cv2.INTER_CUBIC)  # a real photo
@@ -99,4 +101,3 @@ else:
         diff = np.abs(np.rint(np.clip(run(x), 0, 1) * 255) - ref).max()
         m = statistics.median(times[name])
         print(f"| {name} | {m * 1e3:.1f} ms | {m / base:.2f} | {diff:.0f}/255 |")
-shutil.rmtree(tmp, ignore_errors=True)

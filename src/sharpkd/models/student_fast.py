@@ -9,8 +9,8 @@ a dilated bottleneck), about 20K parameters; distilled from the teacher like the
 
 `scale=4` unshuffles by 4 (48 channels at 1/4 resolution, then 1/8 and 1/16): a third of the MACs again, and
 wider layers for the same time (`width=24, scale=4`: 35K parameters, 0.46 GMACs per 720p frame against 0.73 for
-`width=16, scale=2`; `width=32, scale=4`: 60K parameters, 0.73 GMACs). `kernel` sets every depthwise kernel (3: at 1/4 resolution a 3x3 kernel already spans
-12 px of the frame; 5 and 7 trained worse there).
+`width=16, scale=2`; `width=32, scale=4`: 60K parameters, 0.73 GMACs). `kernel` sets every depthwise kernel (3: at
+1/4 resolution a 3x3 kernel already spans 12 px of the frame; 5 and 7 trained worse there).
 
 `shrink` (with `residual=True`) soft-thresholds the predicted residual by that many 8-bit steps (`r - clip(r, -t, t)`),
 the coring of a classic unsharp mask: changes smaller than the threshold are dropped, so a good frame's fine texture
