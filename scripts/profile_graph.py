@@ -2,6 +2,7 @@
 onnx and openvino backends run (no uint8 conversions). Run on an otherwise idle machine.
 
     python scripts/profile_graph.py ops --model student            # onnxruntime's own profile, per operator
+    python scripts/profile_graph.py ops --graph frames             # ... of the uint8 graph that whole frames run
     python scripts/profile_graph.py int8 --model student           # fp32 / bf16 / int8 on both runtimes
     python scripts/profile_graph.py int8 --size 64x48 --blocks 1   # a quick check that it runs
 
@@ -38,6 +39,8 @@ parser.add_argument("--model", default="student", help="a shipped name or a .saf
 parser.add_argument("--size", default="1280x720", help="WIDTHxHEIGHT, multiples of the model's multiple")
 parser.add_argument("--threads", type=int, default=2)
 parser.add_argument("--frames", type=int, default=40, help="ops: profiled frames")
+parser.add_argument("--graph", choices=("core", "frames"), default="core",
+                    help="ops: the float core graph, or the uint8 frames graph that whole frames run")
 parser.add_argument("--blocks", type=int, default=8, help="int8: rounds of frames per variant")
 args = parser.parse_args()
 
@@ -46,11 +49,11 @@ net, _ = load_weights(args.model)
 tmp = Path(tempfile.mkdtemp(prefix="sharpkd-profile-"))
 atexit.register(shutil.rmtree, tmp, ignore_errors=True)  # also when a run fails
 fp32 = tmp / "core.onnx"
-export_onnx(net, fp32, standalone=False)
+export_onnx(net, fp32, graph="core")
 frame = cv2.resize(calibration_images(n=1, size=512)[0], (w, h), interpolation=cv2.INTER_CUBIC)  # a real photo
 x = np.ascontiguousarray(frame.transpose(2, 0, 1)[None] / 255, dtype=np.float32)
 hw = sysinfo.hardware(args.threads)
-print(f"{args.model} at {w}x{h}, {hw['cpu']}, {args.threads} threads, load average {hw['load_average_1min']}")
+print(f"{args.model} at {w}x{h} ({args.graph} graph), {hw['cpu']}, {args.threads} threads, load average {hw['load_average_1min']}")
 
 if args.what == "ops":
     import onnxruntime as ort
@@ -59,8 +62,12 @@ if args.what == "ops":
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.intra_op_num_threads, so.inter_op_num_threads = args.threads, 1
     so.enable_profiling, so.profile_file_prefix = True, str(tmp / "profile")
-    session = ort.InferenceSession(str(fp32), so, providers=["CPUExecutionProvider"])
-    feed = {session.get_inputs()[0].name: x}
+    graph = fp32
+    if args.graph == "frames":
+        graph = tmp / "frames.onnx"
+        export_onnx(net, graph, graph="frames")
+    session = ort.InferenceSession(str(graph), so, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: np.ascontiguousarray(frame.transpose(2, 0, 1)[None]) if args.graph == "frames" else x}
     for _ in range(3 + args.frames):
         session.run(None, feed)
     events = json.loads(Path(session.end_profiling()).read_text())

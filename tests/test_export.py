@@ -59,6 +59,22 @@ def test_onnx_backend_matches_torch_fp32_on_a_real_image(weights):
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
 
 
+@pytest.mark.parametrize("model", ["weights", "student"])  # a sigmoid output; the shipped one-plane residual
+def test_whole_frames_run_the_uint8_graph_within_1_of_the_float_graph(model, request):
+    from sharpkd.data.io import batch_to_rgb, rgb_to_batch
+    from sharpkd.inference.export import calibration_images
+
+    name = str(request.getfixturevalue("weights")) if model == "weights" else model
+    sh = sharpkd.load(name, backend="onnx")
+    for img in (calibration_images(1)[0][:101, :77], np.full((1, 2, 3), 200, np.uint8)):  # reflect; replicate
+        out = sh.sharpen(img)
+        assert out.shape == img.shape and out.dtype == np.uint8 and out.flags.c_contiguous
+        assert sh.frames_backend().session.get_inputs()[0].type == "tensor(uint8)"
+        ref = batch_to_rgb(sh.run_array(rgb_to_batch(img)))  # the float core graph, rounded half to even
+        assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1
+    assert sharpkd.load(name, backend="torch").frames_backend() is None
+
+
 def test_onnx_file_loads_as_a_sharpener(exported):
     sh = sharpkd.load(str(exported), backend="onnx")
     out = sh.sharpen(np.zeros((1, 1, 3), np.uint8))

@@ -100,7 +100,7 @@ def export_model(model_source: str | os.PathLike, out: str | os.PathLike, quanti
     add an int8 model. Returns a report."""
     net, meta = load_weights(model_source)
     out = Path(out)
-    export_onnx(net, out, standalone=True)
+    export_onnx(net, out)
     images = calibration_images()
     # odd sizes too, so the in-graph padding is checked
     images.append(np.ascontiguousarray(images[0][:101, :77]))

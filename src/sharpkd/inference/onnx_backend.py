@@ -1,11 +1,13 @@
 """The ONNX side of inference: a model's graph with dynamic height and width (`export_onnx`), the cache of the
 graphs the onnx backend runs (`onnx_bytes_for`), and `OnnxBackend`, an onnxruntime session.
 
-Two graphs come out of one model:
-- standalone (what `sharpkd export` writes): any H, W >= 3; the model pads to its multiple and crops inside
-  the graph, as in PyTorch;
-- core (what the onnx backend of `Sharpener` runs): H, W must be multiples of the model's `multiple` and the
-  caller pads; without the pad/crop copies it is a few ms faster per 720p frame.
+Three graphs come out of one model:
+- standalone (what `sharpkd export` writes): float (B, 3, H, W) in [0, 1], any H, W >= 3; the model pads to its
+  multiple and crops inside the graph, as in PyTorch;
+- core: float (B, 3, H, W), H and W multiples of the model's `multiple`, the caller pads; without the pad/crop
+  copies it is a few ms faster per 720p frame. `Sharpener` runs it for tiles and self-ensembles;
+- frames: uint8 (1, 3, H, W) RGB planes in and out, H and W multiples of `multiple` (`FrameNet`): what
+  `Sharpener` runs for a whole frame on the onnx and openvino backends.
 
 `sharpener` (running models) and `export` (writing and checking ONNX files) both build on this module; it
 imports neither."""
@@ -28,6 +30,7 @@ from ..sysinfo import physical_cores
 
 log = logging.getLogger("sharpkd")
 OPSET = 18
+GRAPHS = ("standalone", "core", "frames")
 
 
 class CoreNet(nn.Module):
@@ -43,6 +46,25 @@ class CoreNet(nn.Module):
         if getattr(self.net, "residual", False):
             return (x + raw).clamp(0, 1)
         return torch.sigmoid(raw)
+
+
+class FrameNet(CoreNet):
+    """A RestorationNet on 8-bit frames: uint8 (1, 3, H, W) RGB planes in and out, H and W multiples of
+    `multiple`. The conversions a caller does around the core graph (/255, *255, rounding) run inside the graph
+    on the runtime's threads, where OpenVINO fuses them with their neighbours, and a one-plane residual is scaled
+    before it is added to three. Planes, not HxWx3: the caller splits and merges the channels with OpenCV, faster
+    than a Transpose in either runtime (onnxruntime moves it up to the residual add, which then broadcasts along
+    the innermost axis: a 720p frame took 43 ms against 31 ms). Rounds half up where the float path rounds half
+    to even: outputs agree within 1."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        raw = self.net.body(xf / 255)
+        if getattr(self.net, "residual", False):
+            y = xf + (raw * 255 + 0.5)
+        else:
+            y = torch.sigmoid(raw) * 255 + 0.5
+        return y.clamp(0, 255).to(torch.uint8)  # the cast truncates: as y >= 0, that rounds half up
 
 
 @contextlib.contextmanager
@@ -62,21 +84,27 @@ def quiet():
             lg.setLevel(lv)
 
 
-def export_onnx(model: nn.Module, path: str | os.PathLike | None = None, standalone: bool = True,
+def export_onnx(model: nn.Module, path: str | os.PathLike | None = None, graph: str = "standalone",
                 opset: int = OPSET) -> bytes:
-    """Export to ONNX (opset >= 17) with dynamic H and W; returns the model bytes and writes `path` if given
-    (atomically). Metadata: arch, multiple, standalone."""
+    """Export one of the `GRAPHS` (see the module's docstring) to ONNX (opset >= 17) with dynamic H and W; returns
+    the model bytes and writes `path` if given (atomically). Metadata: arch, multiple, graph, standalone."""
     import onnx
 
+    if graph not in GRAPHS:
+        raise ValueError(f"graph must be one of {GRAPHS}, not {graph!r}")
     model = model.float().eval().to(memory_format=torch.contiguous_format)
     multiple = getattr(model, "multiple", 4)
-    if standalone:
-        net, example = model, torch.rand(1, 3, 8 * multiple + 3, 12 * multiple + 1)
+    h, w = 8 * multiple, 12 * multiple
+    blocks = {"hblocks": multiple * torch.export.Dim("hblocks", min=1, max=16384 // multiple),
+              "wblocks": multiple * torch.export.Dim("wblocks", min=1, max=16384 // multiple)}
+    if graph == "standalone":
+        net, example = model, torch.rand(1, 3, h + 3, w + 1)
         dims = {2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}
+    elif graph == "core":
+        net, example, dims = CoreNet(model).eval(), torch.rand(1, 3, h, w), {2: blocks["hblocks"], 3: blocks["wblocks"]}
     else:
-        net, example = CoreNet(model).eval(), torch.rand(1, 3, 8 * multiple, 12 * multiple)
-        dims = {2: multiple * torch.export.Dim("hblocks", min=1, max=16384 // multiple),
-                3: multiple * torch.export.Dim("wblocks", min=1, max=16384 // multiple)}
+        net, dims = FrameNet(model).eval(), {2: blocks["hblocks"], 3: blocks["wblocks"]}
+        example = torch.randint(0, 256, (1, 3, h, w), dtype=torch.uint8)
     try:
         with quiet(), torch.no_grad():
             program = torch.onnx.export(net, (example,), dynamo=True, opset_version=opset, input_names=["image"],
@@ -85,12 +113,13 @@ def export_onnx(model: nn.Module, path: str | os.PathLike | None = None, standal
         raise SharpkdError(f"ONNX export failed: {str(exc).splitlines()[0]}") from exc
     proto = program.model_proto
     props = {"arch": getattr(model, "arch_name", type(model).__name__), "multiple": str(multiple),
-             "standalone": str(standalone).lower(), "producer": "sharpkd"}
+             "graph": graph, "standalone": str(graph == "standalone").lower(), "producer": "sharpkd"}
     for k, v in props.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v
-    proto.graph.input[0].type.tensor_type.shape.dim[2].dim_param = "height"
-    proto.graph.input[0].type.tensor_type.shape.dim[3].dim_param = "width"
+    for value in (proto.graph.input[0], proto.graph.output[0]):
+        for axis, name in ((2, "height"), (3, "width")):
+            value.type.tensor_type.shape.dim[axis].dim_param = name
     data = proto.SerializeToString()
     onnx.checker.check_model(onnx.load_from_string(data))
     if path is not None:
@@ -104,13 +133,14 @@ def cache_dir() -> Path:
     return Path(base) / "onnx"
 
 
-def onnx_bytes_for(model: nn.Module, cache_key: str | None = None) -> bytes:
-    """The core ONNX graph of `model`, from the cache when its weights were exported before."""
+def onnx_bytes_for(model: nn.Module, cache_key: str | None = None, graph: str = "core") -> bytes:
+    """The `graph` ('core' or 'frames') ONNX graph of `model`, from the cache when its weights were exported
+    before."""
     if cache_key:
-        cached = cache_dir() / f"{cache_key[:24]}-{torch.__version__.split('+')[0]}-core.onnx"
+        cached = cache_dir() / f"{cache_key[:24]}-{torch.__version__.split('+')[0]}-{graph}.onnx"
         if cached.is_file():
             return cached.read_bytes()
-    data = export_onnx(model, standalone=False)
+    data = export_onnx(model, graph=graph)
     if cache_key:
         try:
             write_bytes(cached, data)
@@ -150,4 +180,6 @@ class OnnxBackend:
         return "onnxruntime"
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+        """float32 (B, 3, H, W) in and out, or uint8 on a frames graph."""
+        x = np.ascontiguousarray(x, dtype=np.uint8 if x.dtype == np.uint8 else np.float32)
+        return self.session.run(None, {self.input_name: x})[0]

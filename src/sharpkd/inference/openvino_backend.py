@@ -72,7 +72,8 @@ def _onnx_metadata(data: bytes) -> dict:
 
 
 class OpenVinoBackend:
-    """OpenVINO on a `.onnx` file or bytes: same call interface as `OnnxBackend` ((B,3,H,W) float32 in, out).
+    """OpenVINO on a `.onnx` file or bytes: same call interface as `OnnxBackend` ((B,3,H,W) float32 in and out,
+    or uint8 frames).
     One compiled model per input shape (the `max_shapes` most recent are kept). Calls are serialised: one
     inference request per compiled model, each using all `threads`."""
 
@@ -142,7 +143,8 @@ class OpenVinoBackend:
         return req
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        """float32 (B, 3, H, W) in and out, or uint8 on a frames graph."""
+        x = np.ascontiguousarray(x, dtype=np.uint8 if x.dtype == np.uint8 else np.float32)
         with self._lock:
             req = self._request(tuple(x.shape))
             # outputs are copied out of the request (share_outputs=False): the next call reuses its buffers

@@ -2,7 +2,9 @@
 (an optional extra).
 
 Frames run at their own resolution. The model sees H and W padded up to its `multiple` (reflect, or
-replicate for tiny frames, exactly as `models.common.pad_to_multiple`), and the output is cropped back.
+replicate for tiny frames, exactly as `models.common.pad_to_multiple`), and the output is cropped back. On the
+onnx and openvino backends a whole frame runs through the model's uint8 frames graph (`onnx_backend.FrameNet`:
+the conversions to and from float inside the graph); tiles and self-ensembles run the float core graph.
 Above a pixel budget, frames are cut into overlapping tiles aligned to the model's pooling grid so that
 memory stays bounded; the overlap covers the receptive field, so tiled and untiled outputs agree."""
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 import math
 import os
 import statistics
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -105,6 +108,7 @@ class Sharpener:
         if threads:
             torch.set_num_threads(threads)
         self.meta, self.name = meta or {}, name
+        self._frames_spec = None  # (backend, model, threads, precision) of the uint8 frames graph
         self.threads = threads or torch.get_num_threads()
         if isinstance(backend, str):
             if backend not in BACKENDS:
@@ -113,21 +117,37 @@ class Sharpener:
                 raise SharpkdError("a model is needed to build a backend")
             if backend == "torch":
                 backend = TorchBackend(model, precision)
-            elif backend == "onnx":
-                backend = OnnxBackend(onnx_bytes_for(model, cache_key=self.meta.get("_weights_sha")),
-                                      threads=threads, multiple=getattr(model, "multiple", 4))
             else:
-                require_openvino()  # before the export: a missing extra is said at once
-                backend = OpenVinoBackend(onnx_bytes_for(model, cache_key=self.meta.get("_weights_sha")),
-                                          threads=threads, multiple=getattr(model, "multiple", 4),
-                                          precision=precision)
+                if backend == "openvino":
+                    require_openvino()  # before the export: a missing extra is said at once
+                backend = self._onnx_backend(backend, model, threads, precision, graph="core")
+                self._frames_spec = (backend.name, model, threads, precision)
         self.backend = backend
+        self._frames_backend = None
+        self._frames_lock = threading.Lock()
         self.model = model
         if isinstance(backend, (OnnxBackend, OpenVinoBackend)):
             self.threads = backend.threads
         self.multiple = backend.multiple
         self.tile, self.tile_overlap, self.auto_tile_pixels = tile, tile_overlap, auto_tile_pixels
         self.timings: dict[str, float] = {}  # with backend 'auto': each candidate's ms per frame at load
+
+    def _onnx_backend(self, kind: str, model: torch.nn.Module, threads: int | None, precision: str, graph: str):
+        data = onnx_bytes_for(model, cache_key=self.meta.get("_weights_sha"), graph=graph)
+        multiple = getattr(model, "multiple", 4)
+        if kind == "onnx":
+            return OnnxBackend(data, threads=threads, multiple=multiple)
+        return OpenVinoBackend(data, threads=threads, multiple=multiple, precision=precision)
+
+    def frames_backend(self) -> OnnxBackend | OpenVinoBackend | None:
+        """The backend on the model's uint8 frames graph (onnx and openvino backends built from a model; None
+        otherwise), exported or read from the cache at the first whole frame."""
+        if self._frames_spec is None:
+            return None
+        with self._frames_lock:
+            if self._frames_backend is None:
+                self._frames_backend = self._onnx_backend(*self._frames_spec, graph="frames")
+            return self._frames_backend
 
     @property
     def backend_name(self) -> str:
@@ -190,13 +210,29 @@ class Sharpener:
         if image.dtype != np.uint8:
             raise SharpkdError(f"expected a uint8 image, got {image.dtype}")
         h, w = image.shape[:2]
-        x = rgb_to_batch(image, channels_last=isinstance(self.backend, TorchBackend))
         size = self._tile_size(h, w) if tile is None else (tile if tile and max(h, w) > tile else 0)
+        if not size and self.self_ensemble == 1 and (frames := self.frames_backend()) is not None:
+            return self._sharpen_frame(frames, image)
+        x = rgb_to_batch(image, channels_last=isinstance(self.backend, TorchBackend))
         if size:
             y = self.run_tiled(x, size, self.tile_overlap if tile_overlap is None else tile_overlap)
         else:
             y = self._run(x)  # batch_to_rgb clips
         return batch_to_rgb(y)
+
+    def _sharpen_frame(self, backend, image: np.ndarray) -> np.ndarray:
+        """One whole frame through the uint8 frames graph: padded as `pad_array` pads (OpenCV's reflect-101 is
+        numpy's 'reflect'), split into planes, run, merged and cropped back."""
+        import cv2
+
+        h, w = image.shape[:2]
+        ph, pw = (-h) % self.multiple, (-w) % self.multiple
+        image = np.ascontiguousarray(image)
+        if ph or pw:
+            border = cv2.BORDER_REFLECT_101 if h > ph and w > pw else cv2.BORDER_REPLICATE
+            image = cv2.copyMakeBorder(image, 0, ph, 0, pw, border)
+        out = cv2.merge(list(backend(np.stack(cv2.split(image))[None])[0]))
+        return np.ascontiguousarray(out[:h, :w]) if ph or pw else out
 
     def sharpen_frames(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         """Sharpen a stream of frames lazily (one in, one out)."""
