@@ -2,7 +2,7 @@
 onnx and openvino backends run (no uint8 conversions). Run on an otherwise idle machine.
 
     python scripts/profile_graph.py ops --model student            # onnxruntime's own profile, per operator
-    python scripts/profile_graph.py ops --graph frames             # ... of the uint8 graph that whole frames run
+    python scripts/profile_graph.py ops --graph frames-concat      # ... of the uint8 graph whole frames run
     python scripts/profile_graph.py int8 --model student           # fp32 / bf16 / int8 on both runtimes
     python scripts/profile_graph.py int8 --size 64x48 --blocks 1   # a quick check that it runs
 
@@ -39,8 +39,8 @@ parser.add_argument("--model", default="student", help="a shipped name or a .saf
 parser.add_argument("--size", default="1280x720", help="WIDTHxHEIGHT, multiples of the model's multiple")
 parser.add_argument("--threads", type=int, default=2)
 parser.add_argument("--frames", type=int, default=40, help="ops: profiled frames")
-parser.add_argument("--graph", choices=("core", "frames"), default="core",
-                    help="ops: the float core graph, or the uint8 frames graph that whole frames run")
+parser.add_argument("--graph", choices=("core", "frames", "frames-concat"), default="core",
+                    help="ops: the float core graph, or a uint8 frames graph (frames-concat: onnxruntime's)")
 parser.add_argument("--blocks", type=int, default=8, help="int8: rounds of frames per variant")
 args = parser.parse_args()
 
@@ -63,11 +63,11 @@ if args.what == "ops":
     so.intra_op_num_threads, so.inter_op_num_threads = args.threads, 1
     so.enable_profiling, so.profile_file_prefix = True, str(tmp / "profile")
     graph = fp32
-    if args.graph == "frames":
+    if args.graph != "core":
         graph = tmp / "frames.onnx"
-        export_onnx(net, graph, graph="frames")
+        export_onnx(net, graph, graph=args.graph)
     session = ort.InferenceSession(str(graph), so, providers=["CPUExecutionProvider"])
-    feed = {session.get_inputs()[0].name: np.ascontiguousarray(frame.transpose(2, 0, 1)[None]) if args.graph == "frames" else x}
+    feed = {session.get_inputs()[0].name: np.ascontiguousarray(frame.transpose(2, 0, 1)[None]) if args.graph != "core" else x}
     for _ in range(3 + args.frames):
         session.run(None, feed)
     events = json.loads(Path(session.end_profiling()).read_text())

@@ -69,7 +69,8 @@ def test_whole_frames_run_the_uint8_graph_within_1_of_the_float_graph(model, req
     for img in (calibration_images(1)[0][:101, :77], np.full((1, 2, 3), 200, np.uint8)):  # reflect; replicate
         out = sh.sharpen(img)
         assert out.shape == img.shape and out.dtype == np.uint8 and out.flags.c_contiguous
-        assert sh.frames_backend().session.get_inputs()[0].type == "tensor(uint8)"
+        frames = sh.frames_backend()
+        assert frames.session.get_inputs()[0].type == "tensor(uint8)" and frames.meta["graph"] == "frames-concat"
         ref = batch_to_rgb(sh.run_array(rgb_to_batch(img)))  # the float core graph, rounded half to even
         assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1
     assert sharpkd.load(name, backend="torch").frames_backend() is None

@@ -146,7 +146,9 @@ class Sharpener:
             return None
         with self._frames_lock:
             if self._frames_backend is None:
-                self._frames_backend = self._onnx_backend(*self._frames_spec, graph="frames")
+                kind = self._frames_spec[0]
+                graph = "frames-concat" if kind == "onnx" else "frames"  # each runtime's faster one (FrameNet)
+                self._frames_backend = self._onnx_backend(*self._frames_spec, graph=graph)
             return self._frames_backend
 
     @property
