@@ -53,7 +53,8 @@ export_onnx(net, fp32, graph="core")
 frame = cv2.resize(calibration_images(n=1, size=512)[0], (w, h), interpolation=cv2.INTER_CUBIC)  # a real photo
 x = np.ascontiguousarray(frame.transpose(2, 0, 1)[None] / 255, dtype=np.float32)
 hw = sysinfo.hardware(args.threads)
-print(f"{args.model} at {w}x{h} ({args.graph} graph), {hw['cpu']}, {args.threads} threads, load average {hw['load_average_1min']}")
+print(f"{args.model} at {w}x{h} ({args.graph} graph), {hw['cpu']}, {args.threads} threads, "
+      f"load average {hw['load_average_1min']}")
 
 if args.what == "ops":
     import onnxruntime as ort
@@ -67,7 +68,8 @@ if args.what == "ops":
         graph = tmp / "frames.onnx"
         export_onnx(net, graph, graph=args.graph)
     session = ort.InferenceSession(str(graph), so, providers=["CPUExecutionProvider"])
-    feed = {session.get_inputs()[0].name: np.ascontiguousarray(frame.transpose(2, 0, 1)[None]) if args.graph != "core" else x}
+    planes = np.ascontiguousarray(frame.transpose(2, 0, 1)[None])  # uint8, as the Sharpener feeds a frames graph
+    feed = {session.get_inputs()[0].name: planes if args.graph != "core" else x}
     for _ in range(3 + args.frames):
         session.run(None, feed)
     events = json.loads(Path(session.end_profiling()).read_text())

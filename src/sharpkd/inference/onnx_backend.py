@@ -105,16 +105,16 @@ def export_onnx(model: nn.Module, path: str | os.PathLike | None = None, graph: 
     model = model.float().eval().to(memory_format=torch.contiguous_format)
     multiple = getattr(model, "multiple", 4)
     h, w = 8 * multiple, 12 * multiple
-    blocks = {"hblocks": multiple * torch.export.Dim("hblocks", min=1, max=16384 // multiple),
-              "wblocks": multiple * torch.export.Dim("wblocks", min=1, max=16384 // multiple)}
+    blocks = {2: multiple * torch.export.Dim("hblocks", min=1, max=16384 // multiple),  # multiples of `multiple`
+              3: multiple * torch.export.Dim("wblocks", min=1, max=16384 // multiple)}
     if graph == "standalone":
         net, example = model, torch.rand(1, 3, h + 3, w + 1)
         dims = {2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}
     elif graph == "core":
-        net, example, dims = CoreNet(model).eval(), torch.rand(1, 3, h, w), {2: blocks["hblocks"], 3: blocks["wblocks"]}
+        net, example, dims = CoreNet(model).eval(), torch.rand(1, 3, h, w), blocks
     else:
-        net, dims = FrameNet(model, concat=graph == "frames-concat").eval(), {2: blocks["hblocks"], 3: blocks["wblocks"]}
-        example = torch.randint(0, 256, (1, 3, h, w), dtype=torch.uint8)
+        net = FrameNet(model, concat=graph == "frames-concat").eval()
+        example, dims = torch.randint(0, 256, (1, 3, h, w), dtype=torch.uint8), blocks
     try:
         with quiet(), torch.no_grad():
             program = torch.onnx.export(net, (example,), dynamo=True, opset_version=opset, input_names=["image"],
@@ -144,8 +144,8 @@ def cache_dir() -> Path:
 
 
 def onnx_bytes_for(model: nn.Module, cache_key: str | None = None, graph: str = "core") -> bytes:
-    """The `graph` (one of `GRAPHS` but 'standalone') ONNX graph of `model`, from the cache when its weights were exported
-    before."""
+    """The `graph` (one of `GRAPHS` but 'standalone') ONNX graph of `model`, from the cache when its weights were
+    exported before."""
     if cache_key:
         cached = cache_dir() / f"{cache_key[:24]}-{torch.__version__.split('+')[0]}-{graph}.onnx"
         if cached.is_file():
