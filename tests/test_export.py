@@ -76,6 +76,18 @@ def test_whole_frames_run_the_uint8_graph_within_1_of_the_float_graph(model, req
     assert sharpkd.load(name, backend="torch").frames_backend() is None
 
 
+def test_frames_graph_folds_the_input_scale_into_the_first_conv_where_the_model_names_it(weights):
+    from sharpkd.inference.onnx_backend import export_onnx
+
+    student = sharpkd.load_weights("student")[0]
+    before = student.input_conv().weight.clone()
+    ops = {name: [n.op_type for n in onnx.load_from_string(export_onnx(net, graph="frames-concat")).graph.node]
+           for name, net in [("student", student), ("seed", sharpkd.load_weights(weights)[0])]}
+    assert "Div" not in ops["student"] and "Concat" in ops["student"]  # folded; one plane made three
+    assert "Div" in ops["seed"]  # a model that names no input conv keeps the division
+    assert torch.equal(student.input_conv().weight, before)  # the fold scaled a copy
+
+
 def test_onnx_file_loads_as_a_sharpener(exported):
     sh = sharpkd.load(str(exported), backend="onnx")
     out = sh.sharpen(np.zeros((1, 1, 3), np.uint8))

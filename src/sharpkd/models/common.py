@@ -51,6 +51,11 @@ class RestorationNet(nn.Module):
     def body(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def input_conv(self) -> nn.Conv2d | None:
+        """The conv through which alone `body` reads its input, if there is one: scaling its weights scales the
+        input (the uint8 frames graph folds its 1/255 into them). None: the input is read otherwise too."""
+        return None
+
     def init_output(self) -> None:
         """With a global residual, start as the identity: zero the last layer of `self.head`. Measured on the
         teacher (40 steps on shared/data): val SSIM 0.796 zero-initialised vs 0.770 default (input 0.781)."""

@@ -63,6 +63,9 @@ class FastStudentUNet(RestorationNet):
         if not shrink:
             self.init_output()
 
+    def input_conv(self) -> nn.Conv2d:
+        return self.stem[0]
+
     def body(self, x: torch.Tensor) -> torch.Tensor:
         e1 = self.stem(x)
         e2 = self.enc2(self.pool(e1))
