@@ -98,6 +98,18 @@ def test_tiled_matches_untiled_2000x1500(sharpener):
     assert np.abs(whole.astype(int) - tiled.astype(int)).max() <= 1
 
 
+def test_onnx_tiles_run_the_uint8_frames_graph_and_match_torch_tiles(monkeypatch):
+    img = _photo(200, 300)
+    ref = sharpkd.load("student").sharpen(img, tile=128)  # PyTorch: float tiles
+    sh = sharpkd.load("student", backend="onnx")
+    calls = []
+    run = sh._sharpen_frame
+    monkeypatch.setattr(sh, "_sharpen_frame", lambda backend, tile: calls.append(tile.shape) or run(backend, tile))
+    out = sh.sharpen(img, tile=128)
+    assert len(calls) == 6 and out.shape == img.shape and out.dtype == np.uint8  # 2 x 3 tiles of uint8
+    assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1
+
+
 def test_tiling_is_automatic_above_the_pixel_budget(weights, monkeypatch):
     sh = sharpkd.load(str(weights))
     sh.auto_tile_pixels = 100 * 100

@@ -74,13 +74,14 @@ def _onnx_metadata(data: bytes) -> dict:
 class OpenVinoBackend:
     """OpenVINO on a `.onnx` file or bytes: same call interface as `OnnxBackend` ((B,3,H,W) float32 in and out,
     or uint8 frames).
-    One compiled model per input shape (the `max_shapes` most recent are kept). Calls are serialised: one
+    One compiled model per input shape (the `max_shapes` most recent are kept: more than the 9 tile shapes of
+    one tiled frame, which would otherwise be compiled again for every frame). Calls are serialised: one
     inference request per compiled model, each using all `threads`."""
 
     name = "openvino"
 
     def __init__(self, model: str | os.PathLike | bytes, threads: int | None = None, multiple: int | None = None,
-                 precision: str = "fp32", max_shapes: int = 8):
+                 precision: str = "fp32", max_shapes: int = 16):
         ov = require_openvino()
         if precision not in PRECISIONS:
             raise SharpkdError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")

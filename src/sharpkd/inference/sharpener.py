@@ -3,8 +3,9 @@
 
 Frames run at their own resolution. The model sees H and W padded up to its `multiple` (reflect, or
 replicate for tiny frames, exactly as `models.common.pad_to_multiple`), and the output is cropped back. On the
-onnx and openvino backends a whole frame runs through the model's uint8 frames graph (`onnx_backend.FrameNet`:
-the conversions to and from float inside the graph); tiles and self-ensembles run the float core graph.
+onnx and openvino backends frames (and their tiles) run through the model's uint8 frames graph
+(`onnx_backend.FrameNet`: the conversions to and from float inside the graph); self-ensembles run the float core
+graph.
 Above a pixel budget, frames are cut into overlapping tiles aligned to the model's pooling grid so that
 memory stays bounded; the overlap covers the receptive field, so tiled and untiled outputs agree."""
 from __future__ import annotations
@@ -213,11 +214,18 @@ class Sharpener:
             raise SharpkdError(f"expected a uint8 image, got {image.dtype}")
         h, w = image.shape[:2]
         size = self._tile_size(h, w) if tile is None else (tile if tile and max(h, w) > tile else 0)
-        if not size and self.self_ensemble == 1 and (frames := self.frames_backend()) is not None:
-            return self._sharpen_frame(frames, image)
+        overlap = self.tile_overlap if tile_overlap is None else tile_overlap
+        if self.self_ensemble == 1 and (frames := self.frames_backend()) is not None:
+            if not size:
+                return self._sharpen_frame(frames, image)
+            out = np.empty_like(image)  # tiles of uint8 through the frames graph: rounding is per pixel
+            for (y0, y1, x0, x1), (sy0, sy1, sx0, sx1) in tile_windows(h, w, size, overlap, self.multiple):
+                res = self._sharpen_frame(frames, image[sy0:sy1, sx0:sx1])
+                out[y0:y1, x0:x1] = res[y0 - sy0:y1 - sy0, x0 - sx0:x1 - sx0]
+            return out
         x = rgb_to_batch(image, channels_last=isinstance(self.backend, TorchBackend))
         if size:
-            y = self.run_tiled(x, size, self.tile_overlap if tile_overlap is None else tile_overlap)
+            y = self.run_tiled(x, size, overlap)
         else:
             y = self._run(x)  # batch_to_rgb clips
         return batch_to_rgb(y)
