@@ -29,7 +29,8 @@ names = args.models.split(",") if args.models else shipped_names()
 report = run_bench(parse_sizes(args.sizes), models=names, backends=(args.backend,), frames=args.frames,
                    max_seconds=args.max_seconds, threads=args.threads,
                    progress=lambda r: print(f"{r['model']:>28} {r['width']}x{r['height']} {r['median_ms']:8.1f} ms "
-                                            f"{r['fps']:6.1f} FPS ({r['frames']} frames)", flush=True))
+                                            f"{r['fps']:6.1f} FPS ({r['frames']} frames, CPU stolen "
+                                            f"{'?' if r['steal'] is None else format(r['steal'], '.0%')})", flush=True))
 hw = report["hardware"]
 print(f"hardware: {hw['cpu']}, {hw['physical_cores']} cores, load average {hw['load_average_1min']}")
 command = "python scripts/zoo_speed.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -40,6 +41,7 @@ for r in report["rows"]:
     meta = json.loads(side.read_text())
     meta["speed"] = {"ms_720p": round(r["median_ms"], 1), "fps": round(r["fps"], 1), "backend": r["backend"],
                      "threads": r["threads"], "cpu": hw["cpu"], "load_average_1min": hw["load_average_1min"],
+                     "cpu_stolen": r["steal"],
                      "command": command}
     write_text(side, json.dumps(meta, indent=2) + "\n")
     print(f"wrote the speed of {r['model']} into {side.name}")

@@ -244,6 +244,18 @@ def test_bench_reports_latency_macs_and_ratios():
     assert [q["kind"] for q in r["ratios"]] == ["student vs teacher"]
     with pytest.raises(SharpkdError):
         parse_sizes("12by3")
+    assert all(x["steal"] is None or 0 <= x["steal"] <= 1 for x in r["rows"])
+
+
+def test_steal_share_is_the_hypervisors_share_of_cpu_time_between_two_readings():
+    from collections import namedtuple
+
+    from sharpkd.sysinfo import steal_share
+
+    Times = namedtuple("Times", "user system idle steal")
+    assert steal_share(Times(10, 5, 80, 5), Times(40, 5, 120, 35)) == 0.3  # 30 of 100 ticks stolen
+    assert steal_share(Times(1, 1, 1, 0), Times(1, 1, 1, 0)) is None  # no time passed
+    assert steal_share(*[namedtuple("T", "user idle")(1, i) for i in (1, 2)]) is None  # an OS without steal
 
 
 def test_auto_backend_keeps_the_fastest_candidate(weights, monkeypatch):

@@ -184,8 +184,9 @@ def cmd_bench(args) -> int:
         if r["described"] not in described:
             described.add(r["described"])
             print(r["described"] + ("" if r["trained_weights"] else " (untrained weights)"), flush=True)
+        steal = f", CPU stolen {r['steal']:.0%}" if r.get("steal") else ""
         print(f"{r['model']:>13} {r['backend']:>10} {r['width']:>5}x{r['height']:<5} {r['median_ms']:9.1f} ms "
-              f"{r['fps']:8.1f} FPS  {r['gmacs']:7.2f} GMACs  threads {r['threads']}  ({r['frames']} frames)",
+              f"{r['fps']:8.1f} FPS  {r['gmacs']:7.2f} GMACs  threads {r['threads']}  ({r['frames']} frames{steal})",
               flush=True)
 
     report = run_bench(parse_sizes(args.sizes), models=args.models.split(","), backends=args.backends.split(","),

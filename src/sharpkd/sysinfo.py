@@ -52,6 +52,22 @@ def hardware(threads: int | None = None) -> dict:
             "python": platform.python_version()}
 
 
+def cpu_times():
+    """psutil's system-wide CPU times now, to difference across a measurement (`steal_share`)."""
+    import psutil
+
+    return psutil.cpu_times()
+
+
+def steal_share(before, after) -> float | None:
+    """The share of CPU time that the hypervisor gave to other machines between two `cpu_times()` (None where the
+    OS does not count it): timings taken while it was high were taken on a machine that was not all theirs."""
+    total = sum(after) - sum(before)
+    if not hasattr(after, "steal") or total <= 0:
+        return None
+    return round((after.steal - before.steal) / total, 3)
+
+
 def describe(threads: int | None = None) -> str:
     """One line: 'AMD EPYC, 2 threads' (and the GPU, when there is one)."""
     hw = hardware(threads)

@@ -1,5 +1,6 @@
 """`sharpkd bench`: end-to-end latency (uint8 frame in, uint8 frame out) of each model on each backend, at
-several frame sizes, with MACs and the speed ratios measured in the same run."""
+several frame sizes, with MACs and the speed ratios measured in the same run, and the share of CPU time a
+hypervisor took during each row (`steal`)."""
 from __future__ import annotations
 
 import logging
@@ -83,13 +84,15 @@ def run_bench(sizes: list[tuple[int, int]], models=("teacher", "student"), backe
             sh = Sharpener(net, meta, threads=threads, name=name, backend=backend, precision=precision, tile=0)
             for w, h in sizes:
                 frame = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+                before = sysinfo.cpu_times()
                 times = time_frames(sh, frame, frames, warmup, max_seconds)
+                steal = sysinfo.steal_share(before, sysinfo.cpu_times())
                 med = statistics.median(times)
                 row = {"model": name, "backend": label, "described": sh.describe(), "width": w, "height": h,
                        "trained_weights": trained,
                        "params": count_parameters(net), "gmacs": count_macs(net, h, w) / 1e9,
                        "threads": sh.threads, "frames": len(times), "median_ms": med * 1e3,
-                       "p90_ms": float(np.percentile(times, 90)) * 1e3, "fps": 1.0 / med}
+                       "p90_ms": float(np.percentile(times, 90)) * 1e3, "fps": 1.0 / med, "steal": steal}
                 rows.append(row)
                 if progress:
                     progress(row)
