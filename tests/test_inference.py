@@ -111,7 +111,11 @@ def test_onnx_tiles_run_the_uint8_frames_graph_and_match_torch_tiles(monkeypatch
 
 
 def test_tiling_is_automatic_above_the_pixel_budget(weights, monkeypatch):
+    from sharpkd.inference.sharpener import AUTO_TILE_PIXELS
+
+    assert sharpkd.load("student").auto_tile_pixels == 4 * AUTO_TILE_PIXELS  # no layer at full resolution
     sh = sharpkd.load(str(weights))
+    assert sh.auto_tile_pixels == AUTO_TILE_PIXELS
     sh.auto_tile_pixels = 100 * 100
     calls = []
     run = sh.run_array

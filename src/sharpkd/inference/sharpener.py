@@ -39,7 +39,8 @@ ONNX_BACKENDS = ("onnx", "openvino")  # the backends that run an ONNX graph
 PRECISIONS = ("fp32", "bf16")
 DEFAULT_TILE = 512
 DEFAULT_TILE_OVERLAP = 32
-AUTO_TILE_PIXELS = 4_200_000  # above this (a bit more than 1920x2160), frames are tiled automatically
+AUTO_TILE_PIXELS = 4_200_000  # above this (a bit more than 1920x2160), frames are tiled automatically, unless the
+# model names its own `auto_tile_pixels` (a model without full-resolution layers needs far less memory per pixel)
 
 
 def pad_array(x: np.ndarray, multiple: int) -> np.ndarray:
@@ -102,7 +103,7 @@ class Sharpener:
     def __init__(self, model: torch.nn.Module | None = None, meta: dict | None = None, threads: int | None = None,
                  name: str = "model", backend: str | TorchBackend | OnnxBackend | OpenVinoBackend = "torch",
                  precision: str = "fp32", tile: int | None = None, tile_overlap: int = DEFAULT_TILE_OVERLAP,
-                 auto_tile_pixels: int = AUTO_TILE_PIXELS, self_ensemble: int = 1):
+                 auto_tile_pixels: int | None = None, self_ensemble: int = 1):
         if self_ensemble not in (1, 2, 8):
             raise SharpkdError(f"self-ensemble must be 1, 2 or 8, not {self_ensemble}")
         self.self_ensemble = self_ensemble
@@ -130,7 +131,8 @@ class Sharpener:
         if isinstance(backend, (OnnxBackend, OpenVinoBackend)):
             self.threads = backend.threads
         self.multiple = backend.multiple
-        self.tile, self.tile_overlap, self.auto_tile_pixels = tile, tile_overlap, auto_tile_pixels
+        self.tile, self.tile_overlap = tile, tile_overlap
+        self.auto_tile_pixels = auto_tile_pixels or getattr(model, "auto_tile_pixels", AUTO_TILE_PIXELS)
         self.timings: dict[str, float] = {}  # with backend 'auto': each candidate's ms per frame at load
 
     def _onnx_backend(self, kind: str, model: torch.nn.Module, threads: int | None, precision: str, graph: str):
