@@ -423,7 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="torch", choices=("torch", "onnx", "openvino", "auto"),
                    help="torch (default), onnx, openvino; " + AUTO_HELP)
     p.add_argument("--precision", choices=("fp32", "bf16"), help=PRECISION_HELP)
-    p.add_argument("--tile", type=int, help="tile size in pixels (default: 512 tiles above 4.2 megapixels, 16.8 for student; 0: never)")
+    p.add_argument("--tile", type=int,
+                   help="tile size in pixels (default: 512 tiles above 4.2 megapixels, 16.8 for student; 0: never)")
     p.add_argument("--tile-overlap", type=int, default=32)
     p.add_argument("--overwrite", action="store_true", help="allow outputs that replace input files")
     _add_self_ensemble(p)
