@@ -1,5 +1,5 @@
 """The machine a result was measured on (training sidecars and benchmarks record it): py-cpuinfo for the CPU,
-psutil for cores, memory and load."""
+psutil for cores, memory, load and the CPU time a hypervisor took (steal)."""
 from __future__ import annotations
 
 import functools

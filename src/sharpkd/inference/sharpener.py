@@ -6,8 +6,8 @@ replicate for tiny frames, exactly as `models.common.pad_to_multiple`), and the 
 onnx and openvino backends frames (and their tiles) run through the model's uint8 frames graph
 (`onnx_backend.FrameNet`: the conversions to and from float inside the graph); self-ensembles run the float core
 graph.
-Above a pixel budget, frames are cut into overlapping tiles aligned to the model's pooling grid so that
-memory stays bounded; the overlap covers the receptive field, so tiled and untiled outputs agree."""
+Above a pixel budget (the model's own where it names one), frames are cut into overlapping tiles aligned to the
+model's pooling grid so that memory stays bounded; the overlap covers the receptive field, so tiled and untiled outputs agree."""
 from __future__ import annotations
 
 import logging
