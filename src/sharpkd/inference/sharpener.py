@@ -110,7 +110,7 @@ class Sharpener:
         if threads:
             torch.set_num_threads(threads)
         self.meta, self.name = meta or {}, name
-        self._frames_spec = None  # (backend, model, threads, precision) of the uint8 frames graph
+        self._frames_spec = None  # (backend, model, threads, precision, graph) of the uint8 frames graph
         self.threads = threads or torch.get_num_threads()
         if isinstance(backend, str):
             if backend not in BACKENDS:
@@ -123,7 +123,7 @@ class Sharpener:
                 if backend == "openvino":
                     require_openvino()  # before the export: a missing extra is said at once
                 backend = self._onnx_backend(backend, model, threads, precision, graph="core")
-                self._frames_spec = (backend.name, model, threads, precision)
+                self._frames_spec = (backend.name, model, threads, precision, backend.frames_graph)
         self.backend = backend
         self._frames_backend = None
         self._frames_lock = threading.Lock()
@@ -149,9 +149,7 @@ class Sharpener:
             return None
         with self._frames_lock:
             if self._frames_backend is None:
-                kind = self._frames_spec[0]
-                graph = "frames-concat" if kind == "onnx" else "frames"  # each runtime's faster one (FrameNet)
-                self._frames_backend = self._onnx_backend(*self._frames_spec, graph=graph)
+                self._frames_backend = self._onnx_backend(*self._frames_spec)
             return self._frames_backend
 
     @property
