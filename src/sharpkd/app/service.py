@@ -143,13 +143,9 @@ def sharpen_in_tiles(sharpener, rgb: np.ndarray, tile: int | None = None,
     h, w = rgb.shape[:2]
     if m is None or max(h, w) <= tile:
         return sharpener.sharpen(rgb)
-    from ..inference.sharpener import tile_windows
+    from ..inference.sharpener import in_tiles
 
-    out = np.empty_like(rgb)
-    for (y0, y1, x0, x1), (sy0, sy1, sx0, sx1) in tile_windows(h, w, tile, overlap, m):
-        res = sharpener.sharpen(np.ascontiguousarray(rgb[sy0:sy1, sx0:sx1]), tile=0)
-        out[y0:y1, x0:x1] = res[y0 - sy0:y1 - sy0, x0 - sx0:x1 - sx0]
-    return out
+    return in_tiles(lambda t: sharpener.sharpen(t, tile=0), rgb, tile, overlap, m)
 
 
 def release_memory() -> None:

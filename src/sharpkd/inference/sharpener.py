@@ -67,6 +67,16 @@ def tile_windows(h: int, w: int, tile: int, overlap: int, multiple: int) -> Iter
                                      min(w, x1 + overlap))
 
 
+def in_tiles(sharpen, rgb: np.ndarray, tile: int, overlap: int, multiple: int) -> np.ndarray:
+    """uint8 HxWx3 `rgb` through `sharpen` (uint8 in, uint8 out) tile by tile on the grid of `tile_windows`; only
+    one tile is in flight at a time, and rounding is per pixel, so the result is that of the tiled float path."""
+    out = np.empty_like(rgb)
+    for (y0, y1, x0, x1), (sy0, sy1, sx0, sx1) in tile_windows(*rgb.shape[:2], tile, overlap, multiple):
+        res = sharpen(np.ascontiguousarray(rgb[sy0:sy1, sx0:sx1]))
+        out[y0:y1, x0:x1] = res[y0 - sy0:y1 - sy0, x0 - sx0:x1 - sx0]
+    return out
+
+
 class TorchBackend:
     """PyTorch, channels-last. `precision='bf16'` runs under bfloat16 autocast (faster on CPUs with bf16
     support, about 1/255 away from fp32 on outputs); the default is fp32."""
@@ -218,11 +228,7 @@ class Sharpener:
         if self.self_ensemble == 1 and (frames := self.frames_backend()) is not None:
             if not size:
                 return self._sharpen_frame(frames, image)
-            out = np.empty_like(image)  # tiles of uint8 through the frames graph: rounding is per pixel
-            for (y0, y1, x0, x1), (sy0, sy1, sx0, sx1) in tile_windows(h, w, size, overlap, self.multiple):
-                res = self._sharpen_frame(frames, image[sy0:sy1, sx0:sx1])
-                out[y0:y1, x0:x1] = res[y0 - sy0:y1 - sy0, x0 - sx0:x1 - sx0]
-            return out
+            return in_tiles(lambda t: self._sharpen_frame(frames, t), image, size, overlap, self.multiple)
         x = rgb_to_batch(image, channels_last=isinstance(self.backend, TorchBackend))
         if size:
             y = self.run_tiled(x, size, overlap)
