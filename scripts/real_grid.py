@@ -1,8 +1,8 @@
 """A picture grid of real blurry photos (no ground truth) through the given models: one row a photo, one column
 a model, each cell the same crop at full resolution, so halos, amplified blocks and noise are visible.
 
-    python scripts/real_grid.py --models teacher_call,student,student_lk --out docs/img/real_blurry.jpg
-    python scripts/real_grid.py --models call=runs/teacher_call/model.safetensors,teacher --photos 6
+    python scripts/real_grid.py --models teacher,student,student_lk --out docs/img/real_blurry.jpg
+    python scripts/real_grid.py --models call=runs/teacher/model.safetensors,teacher_seed --photos 6
 
 Reads `real_blurry/` beside the data root (SHARPKD_SHARED_DATA, default ../shared/data) or --folder.
 """
@@ -30,7 +30,7 @@ def crop_box(h: int, w: int, size: int) -> tuple[int, int]:
 def main() -> int:
     root = Path(os.environ.get("SHARPKD_SHARED_DATA", "../shared/data"))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default="teacher_call,student,student_lk",
+    ap.add_argument("--models", default="teacher,student,student_lk",
                     help="comma-separated shipped names or LABEL=weights.safetensors")
     ap.add_argument("--folder", type=Path, default=root.parent / "real_blurry")
     ap.add_argument("--photos", type=int, default=6, help="how many photos (from a fixed list, then by name)")

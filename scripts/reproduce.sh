@@ -24,7 +24,7 @@ train() {
 
 # The seed recipe: the 469K teacher on the seed's blur (105 min of training), and the seed's 20K student
 # distilled from it (26 epochs, plateau schedule).
-if want teacher; then
+if want teacher_seed; then
   train train-teacher --data "$DATA" --max-time 00:01:45:00 --out "$R/teacher_seed"
 fi
 if want student_seed; then
@@ -40,8 +40,8 @@ if want student_lk; then
     --out "$R/student_lk"
 fi
 # The default student, real time: the pixel-unshuffle-by-4, one-residual-plane design on the seed's blur (the student_fast recipe), 5
-# cosine epochs x 3,200 fixed pairs, then 6 more x 6,400 from them; then (after teacher_call, below) twice 16 epochs
-# distilled from teacher_call on the call degradations (the student_call recipe).
+# cosine epochs x 3,200 fixed pairs, then 6 more x 6,400 from them; then (after teacher, below) distilled from the
+# call teacher on the call degradations (the student_call recipe).
 if want student; then
   train distill --data "$DATA" --teacher "$R/teacher_seed/model.safetensors" --config student_fast \
     --train-pairs 3200 --epoch-size 3200 --val-size 400 --max-epochs 5 --schedule cosine --lr 2e-3 \
@@ -54,8 +54,10 @@ fi
 # with the seed loss, then 12 with Charbonnier + 0.2 (1 - SSIM) (the teacher_call recipe; 80 min on 2 cores), then
 # 10 with each frame's pixel error weighed by 1 / its input's (teacher_call_relative; 27 min on 2 cores), then 10
 # more of the same from lr 1e-4 (33 min), then 20 from lr 1.5e-4 (28 min); then grown into teacher_deep (a
-# zero-initialised low-resolution core; 2.15M parameters) and trained 26 more epochs (teacher_deep_call; 68 min).
-if want teacher_call; then
+# zero-initialised low-resolution core; 2.15M parameters) and trained 26 more epochs (teacher_deep_call; 68 min);
+# then 12 cosine epochs x 58,112 samples, two thirds call and one third the seed's blur, at batch 64: the shipped
+# teacher (10 min on one NVIDIA H200 with 14 DataLoader workers; add --accelerator gpu there; about a day on 2 cores).
+if want teacher; then
   train train-teacher --data "$DATA" --preset call --init-weights "$R/teacher_seed/model.safetensors" \
     --schedule cosine --lr 3e-4 --max-epochs 5 --epoch-size 1600 --val-size 400 --out "$R/teacher_call_seedloss"
   train train-teacher --data "$DATA" --config src/sharpkd/configs/teacher_call.yaml \
@@ -68,6 +70,9 @@ if want teacher_call; then
     --init-weights "$R/teacher_call4/model.safetensors" --out "$R/teacher_call5"
   train train-teacher --data "$DATA" --config teacher_deep_call \
     --init-weights "$R/teacher_call5/model.safetensors" --out "$R/teacher_call"
+  train train-teacher --data "$DATA" --config teacher_deep_call --preset call+call+seed \
+    --init-weights "$R/teacher_call/model.safetensors" --batch-size 64 --lr 2e-4 --epoch-size 58112 --max-epochs 12 \
+    --val-size 400 --num-workers 14 --out "$R/teacher"
 fi
 # then two rounds of 16 epochs distilled from teacher_call on the call degradations (the student_call recipe)
 if want student; then
@@ -82,9 +87,9 @@ fi
 # The numbers of docs/results.md: validation faces with the seed's blur, and the benchmark suite.
 if want evaluate; then
   sharpkd evaluate --data "$DATA/faces" --preset seed --out reports/faces_seed \
-    --models teacher,student,student_lk,student_seed
+    --models teacher,teacher_seed,student,student_lk,student_seed
   sharpkd evaluate --suite --data "$DATA" --count 200 --out reports/suite \
-    --models teacher_call,teacher,student,student_lk,student_seed
-  sharpkd bench --sizes 640x360,1280x720 --models teacher,teacher_call,student,student_lk,student_seed --backends onnx \
+    --models teacher,teacher_seed,student,student_lk,student_seed
+  sharpkd bench --sizes 640x360,1280x720 --models teacher,teacher_seed,student,student_lk,student_seed --backends onnx \
     --json reports/bench.json
 fi

@@ -1,8 +1,8 @@
 """Where on a family a model gains or loses: its mean PSNR and SSIM difference from the input within each quarter
 of the pairs, ranked by the input's own PSNR (worst input first), from the per-pair scores of a `suite.json`.
 
-    sharpkd evaluate --suite --data ../shared/data --count 200 --seed 1 --models student,teacher_call --out reports/s1
-    python scripts/suite_quartiles.py reports/s1/suite.json --family clean --models student,teacher_call
+    sharpkd evaluate --suite --data ../shared/data --count 200 --seed 1 --models student,teacher --out reports/s1
+    python scripts/suite_quartiles.py reports/s1/suite.json --family clean --models student,teacher
 """
 from __future__ import annotations
 

@@ -107,7 +107,7 @@ def test_residual_models_start_as_the_identity(name):
 def test_grown_teacher_starts_as_the_trained_teacher_and_its_new_layers_learn():
     """teacher_deep holds every tensor of a trained teacher: loaded into it, it returns the same frame; one
     optimiser step on a loss moves the added layers (their zero start is not a dead end)."""
-    small, _ = load_weights("teacher")
+    small, _ = load_weights("teacher_seed")
     grown = build_model("teacher_deep", residual=True)
     missing, unexpected = grown.load_state_dict(small.state_dict(), strict=False)
     assert not unexpected and missing and all(k.split(".")[0] in {"down3", "deep", "up3", "context"} for k in missing)

@@ -250,9 +250,9 @@ def test_resume_without_checkpoint_and_missing_teacher_are_one_line_errors(tiny_
     assert main(["distill", "--data", str(tiny_data), "--out", str(tmp_path / "y"),
                  "--teacher", str(tmp_path / "missing.safetensors")]) == 2
     assert main(["distill", "--data", str(tiny_data), "--out", str(tmp_path / "z"), "--no-kd",  # wrong architecture
-                 "--init-weights", "teacher"]) == 2
+                 "--init-weights", "teacher_seed"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert "--init-weights teacher: a teacher" in err[2] and not (tmp_path / "z" / "model.safetensors").exists()
+    assert "--init-weights teacher_seed: a teacher" in err[2] and not (tmp_path / "z" / "model.safetensors").exists()
     assert len(err) == 3 and all(line.startswith("sharpkd: error:") for line in err)
 
 

@@ -27,7 +27,7 @@ def zoo(tmp_path, monkeypatch):
                  command="sharpkd distill --data x", val_metrics={"ssim": 0.8, "psnr": 27.0},
                  speed={"ms_720p": 20.0, "backend": "onnx", "threads": 2, "cpu": "test CPU"})
     save_weights(build_model("student"), tmp_path / "twin.safetensors", purpose="same architecture",
-                 evaluation={"ssim": 0.85, "psnr": 28.0, "pairs": "16 pairs"})
+                 data={"preset": "call+seed"}, evaluation={"ssim": 0.85, "psnr": 28.0, "pairs": "16 pairs", "family": "call"})
     save_weights(build_model("teacher"), tmp_path / "big.safetensors")
     sidecar_path(tmp_path / "big.safetensors").unlink()
     return tmp_path
@@ -67,6 +67,8 @@ def test_models_are_listed_from_their_sidecars(zoo):
     # the same architecture shares its speed; an evaluation outranks the validation metrics
     assert twin["speed"]["measured_on"] == "small" and twin["speed_class"] == "real time"
     assert twin["quality"]["ssim"] == 0.85 and twin["quality"]["source"] == "evaluate"
+    assert twin["quality"]["preset"] == "call"  # the family it was evaluated on, not the training mixture
+    assert small["quality"]["preset"] == "seed"
     assert [speed_class(f) for f in (60, 30, 12, 2)] == ["real time", "real time", "interactive", "offline"]
 
 
@@ -160,5 +162,5 @@ def test_demo_names_both_models(tmp_path, capsys):
     assert cli.main(["demo", "-o", str(tmp_path / "demo.png")]) == 0
     out = capsys.readouterr().out
     teacher, _ = load_weights("teacher")
-    assert f"teacher: model teacher (TeacherUNet, {count_parameters(teacher):,} parameters) on torch fp32" in out
+    assert f"teacher: model teacher (DeepTeacherUNet, {count_parameters(teacher):,} parameters) on torch fp32" in out
     assert "student: model student (" in out and (tmp_path / "demo.png").is_file()

@@ -28,12 +28,12 @@ def _speed(meta: dict, others: dict[str, dict]) -> dict | None:
 
 
 def _quality(meta: dict) -> dict | None:
-    """The headline quality: `sharpkd evaluate` on validation pairs (the sidecar's `evaluation`), else the best
-    epoch's validation metrics."""
+    """The headline quality: `sharpkd evaluate` on validation pairs (the sidecar's `evaluation`, on its `family`
+    where it names one, else on the training preset), else the best epoch's validation metrics."""
     preset = (meta.get("data") or {}).get("preset", "seed")
     ev = meta.get("evaluation")
     if isinstance(ev, dict) and "ssim" in ev:
-        return {"ssim": ev["ssim"], "psnr": ev.get("psnr"), "preset": preset, "source": "evaluate",
+        return {"ssim": ev["ssim"], "psnr": ev.get("psnr"), "preset": ev.get("family", preset), "source": "evaluate",
                 "pairs": ev.get("pairs"), "blurry_input": ev.get("blurry_input")}
     val = meta.get("val_metrics")
     if isinstance(val, dict) and "ssim" in val:
