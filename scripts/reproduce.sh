@@ -56,7 +56,8 @@ fi
 # more of the same from lr 1e-4 (33 min), then 20 from lr 1.5e-4 (28 min); then grown into teacher_deep (a
 # zero-initialised low-resolution core; 2.15M parameters) and trained 26 more epochs (teacher_deep_call; 68 min);
 # then 12 cosine epochs x 58,112 samples, two thirds call and one third the seed's blur, at batch 64: the shipped
-# teacher (10 min on one NVIDIA H200 with 14 DataLoader workers; add --accelerator gpu there; about a day on 2 cores).
+# teacher (10 min on one NVIDIA H200: add --accelerator gpu --num-workers 14 there, the data pipeline is the limit;
+# about 18 hours on 2 cores).
 if want teacher; then
   train train-teacher --data "$DATA" --preset call --init-weights "$R/teacher_seed/model.safetensors" \
     --schedule cosine --lr 3e-4 --max-epochs 5 --epoch-size 1600 --val-size 400 --out "$R/teacher_call_seedloss"
@@ -72,9 +73,10 @@ if want teacher; then
     --init-weights "$R/teacher_call5/model.safetensors" --out "$R/teacher_call"
   train train-teacher --data "$DATA" --config teacher_deep_call --preset call+call+seed \
     --init-weights "$R/teacher_call/model.safetensors" --batch-size 64 --lr 2e-4 --epoch-size 58112 --max-epochs 12 \
-    --val-size 400 --num-workers 14 --out "$R/teacher"
+    --val-size 400 --out "$R/teacher"
 fi
-# then two rounds of 16 epochs distilled from teacher_call on the call degradations (the student_call recipe)
+# then two rounds of 16 epochs distilled from the 2.15M call stage ($R/teacher_call) on the call degradations
+# (the student_call recipe)
 if want student; then
   train distill --data "$DATA" --config student_call --teacher "$R/teacher_call/model.safetensors" \
     --init-weights "$R/student_fast/model.safetensors" --seed 0 --cache-dir "$R/cache_call" --out "$R/student"
