@@ -53,7 +53,7 @@ def test_the_default_student_is_the_real_time_one_and_sharpens_a_blurred_face():
     # seed-trained models' (+0.016 SSIM / +0.53 dB here)
     assert ssim(out, sharp).item() > ssim(blurry, sharp).item() + 0.005
     assert psnr(out, sharp).item() > psnr(blurry, sharp).item()
-    assert model.shrink == 2 / 255  # the shipped coring threshold, 2 steps of 8 bits
+    assert model.shrink == 4 / 255  # the shipped coring threshold, 4 steps of 8 bits
 
 
 def test_load_by_name_through_the_public_api():
