@@ -30,15 +30,22 @@ def _input() -> torch.Tensor:
     return torch.rand(1, 3, 21, 30, generator=torch.Generator().manual_seed(0))  # not a multiple of 8: pads
 
 
+def _smooth_input() -> torch.Tensor:
+    """A soft picture of the same size for the shipped weights: a cored student leaves pixel noise as it is, so
+    its fingerprint on `_input()` would be the input's whatever its weights."""
+    coarse = torch.rand(1, 3, 6, 8, generator=torch.Generator().manual_seed(0))
+    return torch.nn.functional.interpolate(coarse, size=(21, 30), mode="bilinear", align_corners=False)
+
+
 def _layout(model: torch.nn.Module) -> str:
     """A digest of the state dict's names, shapes and dtypes: what decides whether saved weights load."""
     text = ";".join(f"{k}:{tuple(v.shape)}:{v.dtype}" for k, v in model.state_dict().items())
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _fingerprint(model: torch.nn.Module) -> list[float]:
+def _fingerprint(model: torch.nn.Module, x: torch.Tensor) -> list[float]:
     with torch.inference_mode():
-        out = model.eval()(_input()).flatten().double()
+        out = model.eval()(x).flatten().double()
     proj = torch.randn(out.numel(), 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     return [round(v, 7) for v in (out @ proj / out.numel() ** 0.5).tolist()]
 
@@ -55,12 +62,12 @@ def _named_weights(model: torch.nn.Module) -> torch.nn.Module:
 
 def _architecture_entry(arch: str, residual: bool) -> dict:
     model = _named_weights(build_model(arch, residual=residual))
-    return {"layout": _layout(model), "output": _fingerprint(model)}
+    return {"layout": _layout(model), "output": _fingerprint(model, _input())}
 
 
 def _shipped_entry(name: str) -> dict:
     model, _ = load_weights(name)
-    return {"name": name, "layout": _layout(model), "output": _fingerprint(model)}
+    return {"name": name, "layout": _layout(model), "output": _fingerprint(model, _smooth_input())}
 
 
 def _reference() -> dict:
