@@ -2,7 +2,7 @@
 a model, each cell the same crop at full resolution, so halos, amplified blocks and noise are visible.
 
     python scripts/real_grid.py --models teacher,student,student_lk --out docs/img/real_blurry.jpg
-    python scripts/real_grid.py --models call=runs/teacher/model.safetensors,teacher_seed --photos 6
+    python scripts/real_grid.py --models mine=runs/teacher/model.safetensors,teacher --photos 6
 
 Reads `real_blurry/` beside the data root (SHARPKD_SHARED_DATA, default ../shared/data) or --folder.
 """
