@@ -82,7 +82,7 @@ if want student; then
     --init-weights "$R/student_fast/model.safetensors" --seed 0 --cache-dir "$R/cache_call" --out "$R/student"
   train distill --data "$DATA" --config student_call --teacher "$R/teacher_call/model.safetensors" \
     --init-weights "$R/student/model.safetensors" --seed 0 --cache-dir "$R/cache_call" --out "$R/student2"
-  # then from teacher on fresh call pairs (teacher run on every batch; --max-time stopped the shipped run 9 steps
+  # then from teacher on fresh call pairs (teacher run on every batch; --max-time stopped the original run 9 steps
   # into epoch 23 of 25 on 2 cores)
   train distill --data "$DATA" --config student_call --teacher "$R/teacher/model.safetensors" \
     --init-weights "$R/student2/model.safetensors" --train-pairs 0 --epoch-size 9600 --max-epochs 25 --lr 1e-3 \
