@@ -33,9 +33,9 @@ if want student_seed; then
 fi
 # The best student on the seed's blur: the large-kernel design, 46 KD epochs, then 10 cosine epochs on the faces alone.
 if want student_lk; then
-  train distill --data "$DATA" --teacher "$R/teacher_seed/model.safetensors" --arch student_lk --seed 0 \
+  train distill --data "$DATA" --teacher "$R/teacher_seed/model.safetensors" --arch lk_unet --seed 0 \
     --max-epochs 46 --cache-dir "$R/cache" --out "$R/student_lk46"
-  train distill --data "$DATA/faces" --teacher "$R/teacher_seed/model.safetensors" --arch student_lk --seed 0 \
+  train distill --data "$DATA/faces" --teacher "$R/teacher_seed/model.safetensors" --arch lk_unet --seed 0 \
     --schedule cosine --max-epochs 10 --init-weights "$R/student_lk46/model.safetensors" --cache-dir "$R/cache" \
     --out "$R/student_lk"
 fi
@@ -53,7 +53,7 @@ fi
 # The call teacher: the seed teacher fine-tuned on the camera-to-call mixture, 5 cosine epochs x 1,600 samples
 # with the seed loss, then 12 with Charbonnier + 0.2 (1 - SSIM) (the teacher_call recipe; 80 min on 2 cores), then
 # 10 with each frame's pixel error weighed by 1 / its input's (teacher_call_relative; 27 min on 2 cores), then 10
-# more of the same from lr 1e-4 (33 min), then 20 from lr 1.5e-4 (28 min); then grown into teacher_deep (a
+# more of the same from lr 1e-4 (33 min), then 20 from lr 1.5e-4 (28 min); then grown into unet_deep (a
 # zero-initialised low-resolution core; 2.15M parameters) and trained 26 more epochs (teacher_deep_call; 68 min);
 # then 12 cosine epochs x 58,112 samples, two thirds call and one third the seed's blur, at batch 64: the shipped
 # teacher (10 min on one NVIDIA H200: add --accelerator gpu --num-workers 14 there, the data pipeline is the limit;

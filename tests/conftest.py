@@ -27,20 +27,22 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def sharpkd_app_weights(tmp_path_factory) -> dict[str, Path]:
-    """Untrained but real teacher and student weights with JSON sidecars, and a training-curves PNG."""
+    """Untrained weights of the shipped teacher's and student's architectures (from their sidecars) with JSON
+    sidecars of their own (the shipped models' benchmark figures among them), and a training-curves PNG."""
     import torch
     from PIL import Image, ImageDraw
 
     from sharpkd.models import build_model, save_weights
+    from sharpkd.models.weights import read_sidecar
 
     folder = tmp_path_factory.mktemp("app-weights")
     paths = {}
     for name in ("teacher", "student"):
+        shipped = read_sidecar(name)
         torch.manual_seed(0)
         paths[name] = save_weights(
-            build_model(name), folder / f"{name}.safetensors",
-            data={"dataset": "celeba_hq", "pairs": 64, "preset": "seed"},
-            val_metrics={"ssim": 0.8123 if name == "teacher" else 0.7901, "psnr": 27.5 if name == "teacher" else 26.9})
+            build_model(shipped["arch"], **shipped["arch_kwargs"]), folder / f"{name}.safetensors",
+            data={"dataset": "celeba_hq", "pairs": 64, "preset": "seed"}, suite=shipped["suite"])
     curves = Image.new("RGB", (480, 160), "white")
     draw = ImageDraw.Draw(curves)
     draw.line([(20, 20), (120, 90), (240, 120), (460, 135)], fill="blue", width=3)
@@ -104,14 +106,15 @@ def sharpkd_app_face(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def weights(tmp_path_factory) -> Path:
-    """Untrained student weights (seeded) saved with a sidecar: for inference, export and video tests."""
+    """Untrained weights (seeded) of the seed student's architecture, `ds_unet` (a sigmoid output), saved with a
+    sidecar: for inference, export and video tests."""
     import torch
 
     from sharpkd.models import build_model, save_weights
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("w") / "student.safetensors"
-    save_weights(build_model("student"), path)
+    save_weights(build_model("ds_unet"), path)
     return path
 
 

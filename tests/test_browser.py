@@ -16,6 +16,9 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need
 
 from PIL import Image  # noqa: E402
 
+from sharpkd.models.weights import read_sidecar
+from sharpkd.models.zoo import cell  # noqa: E402
+
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--use-fake-device-for-media-stream",
@@ -122,6 +125,8 @@ def test_models_tab_reads_the_sidecars(page):
     table.wait_for()
     text = table.inner_text()
     assert "teacher" in text and "student" in text and "celeba_hq" in text
-    assert re.search(r"student \(student\)\s+trained\s+[\d,]+", text)
+    assert re.search(rf"student \({read_sidecar('student')['arch']}\)\s+trained\s+[\d,]+", text)
+    for name in ("teacher", "student"):  # the figures of docs/models.md, the README and `sharpkd models`
+        assert cell(read_sidecar(name)["suite"]["datasets"]["faces"]["call"]) in text
     page.get_by_text("student training curves").first.wait_for()
     _screenshot(page, "app-models-tab.png")

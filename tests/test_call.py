@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from sharpkd.cli import main
+from sharpkd.errors import SharpkdError
 from sharpkd.data import build_degradation
 from sharpkd.data.datasets import to_tensor
 from sharpkd.data.degradations import JPEG, SensorNoise, Transmit, h264_roundtrip
-from sharpkd.evaluation.suite import FAMILIES
+from sharpkd.evaluation.suite import CROP_FAMILIES, FAMILIES, FRAME_FAMILIES, fixed_frames, frame_view, parse_family
 
 from util import make_image_folder, real_faces
 
@@ -102,24 +103,46 @@ def test_suite_writes_both_reports_with_every_family_and_baseline(tmp_path, weig
     make_image_folder(tmp_path / "data" / "faces", n=10, size=40, seed=1)
     make_image_folder(tmp_path / "data" / "scenes", n=10, size=40, seed=2)
     out = tmp_path / "suite"
+    families = [*CROP_FAMILIES, "call@32x18", "clean@32x18", "call@640x360"]  # no image is as large as 640x360
     assert main(["evaluate", "--suite", "--data", str(tmp_path / "data"), "--models", f"a={weights},b={weights}",
-                 "--compare", "a:b", "--count", "6", "--size", "32", "--out", str(out)]) == 0
+                 "--compare", "a:b", "--count", "6", "--size", "32", "--families", ",".join(families),
+                 "--out", str(out)]) == 0
     report = json.loads((out / "suite.json").read_text())
-    assert list(report["datasets"]) == ["faces", "all"] and report["families"] == list(FAMILIES)
+    assert list(report["datasets"]) == ["faces", "all"] and report["families"] == families
+    # crops on both data sets; whole frames (FAMILY@WxH) on the first, one per validation image large enough
+    assert list(report["datasets"]["faces"]["families"]) == families[:-1]
+    assert list(report["datasets"]["all"]["families"]) == list(CROP_FAMILIES)
     for ds in report["datasets"].values():
-        for family in FAMILIES:
-            f = ds["families"][family]
-            assert f["pairs"] == 6 and set(f["rows"]) == {"input", "unsharp mask", "a", "b"}
+        for family, f in ds["families"].items():
+            pairs = 6 if family in CROP_FAMILIES else report["datasets"]["faces"]["val_images"]
+            assert f["pairs"] == pairs and set(f["rows"]) == {"input", "unsharp mask", "a", "b"}
             assert f["rows"]["a"] == f["rows"]["b"]  # the same weights score the same
             for name, row in f["rows"].items():  # every pair's scores, whose means are the row
-                assert len(f["per_pair"][name]["psnr"]) == 6
+                assert len(f["per_pair"][name]["psnr"]) == pairs
                 assert abs(np.mean(f["per_pair"][name]["psnr"]) - row["psnr"]) < 1e-4
             assert f["comparisons"][0]["ssim"] == {"mean": 0.0, "ci95": [0.0, 0.0]}
             low, high = f["rows"]["a"]["vs_input"]["psnr"]["ci95"]
             assert low <= f["rows"]["a"]["vs_input"]["psnr"]["mean"] <= high
     md = (out / "suite.md").read_text()
-    assert all(f"| {fam}" in md or f" {fam} |" in md for fam in FAMILIES) and "above the input everywhere" in md
-    assert len(list(out.glob("grid_*.png"))) == 2 * len(FAMILIES)
+    assert all(f" {fam} |" in md for fam in families[:-1]) and "above the input everywhere" in md
+    assert len(list(out.glob("grid_*.png"))) == 2 * len(CROP_FAMILIES) + 2
+    assert set(FAMILIES) == set(CROP_FAMILIES) | set(FRAME_FAMILIES)
+
+
+def test_whole_frame_family_is_the_centred_view_at_call_size():
+    portrait = np.zeros((300, 200, 3), np.uint8)
+    portrait[100:200] = 255  # a band through the middle: the centred 16:9 view holds all of it
+    frame = frame_view(portrait, (64, 36))
+    assert frame.shape == (36, 64, 3) and frame[18].min() == 255 and frame[0].max() < 128 and frame[-1].max() < 128
+    assert frame_view(portrait, (640, 360)) is None  # never enlarged: an enlarged photo is a soft original
+    assert parse_family("call@1280x720") == ("call", (1280, 720)) and parse_family("clean") == ("clean", None)
+    small = portrait[:20, :20]
+    blurry, sharp = fixed_frames([portrait, small, portrait[::-1]], "call", (64, 36), count=5, seed=0)
+    assert blurry.shape == sharp.shape == (2, 3, 36, 64)
+    again, _ = fixed_frames([portrait, small, portrait[::-1]], "call", (64, 36), count=5, seed=0)
+    assert torch.equal(blurry, again)  # fixed by the seed
+    with pytest.raises(SharpkdError, match="as large as a 640x360 frame"):
+        fixed_frames([portrait], "call", (640, 360), count=5, seed=0)
 
 
 def test_suite_unknown_family_fails_before_work(tmp_path, weights, capsys):
@@ -133,7 +156,7 @@ def test_suite_unknown_family_fails_before_work(tmp_path, weights, capsys):
 def test_a_few_training_steps_on_call_lower_the_loss(tmp_path):
     data = make_image_folder(tmp_path / "data", n=16, size=48)
     out = tmp_path / "run"
-    assert main(["train-teacher", "--data", str(data), "--out", str(out), "--preset", "call", "--no-residual",
+    assert main(["train-teacher", "--data", str(data), "--out", str(out), "--preset", "call", "--train-pairs", "64",
                  "--max-epochs", "2", "--epoch-size", "64", "--val-size", "16", "--crop", "32", "--batch-size", "8",
                  "--lr", "3e-3", "--num-workers", "0", "--precision", "32-true"]) == 0
     with open(out / "metrics.csv") as f:

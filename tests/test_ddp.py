@@ -33,7 +33,7 @@ def _distill(*args: str) -> str:
 def test_two_processes_train_resume_and_write_once(tmp_path):
     data = make_image_folder(tmp_path / "data", n=8, size=40)
     torch.manual_seed(0)
-    teacher = save_weights(build_model("teacher"), tmp_path / "teacher.safetensors")
+    teacher = save_weights(build_model("unet"), tmp_path / "teacher.safetensors")
     run = tmp_path / "run"
     common = ["--data", str(data), "--teacher", str(teacher), "--out", str(run)]
 

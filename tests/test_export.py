@@ -20,7 +20,7 @@ def _cache(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="module")
 def exported(weights, tmp_path_factory):
     out = tmp_path_factory.mktemp("onnx") / "student.onnx"
-    assert cli.main(["export", "--model", str(weights), "--format", "onnx", "-o", str(out)]) == 0
+    assert cli.main(["export", "--model", str(weights), "-o", str(out)]) == 0
     return out
 
 
@@ -29,7 +29,7 @@ def test_export_command_writes_dynamic_opset17_model(exported, capsys):
     assert max(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")) >= 17
     dims = m.graph.input[0].type.tensor_type.shape.dim
     assert dims[2].dim_param and dims[3].dim_param and not dims[2].dim_value
-    assert {p.key: p.value for p in m.metadata_props}["arch"] == "student"
+    assert {p.key: p.value for p in m.metadata_props}["arch"] == "ds_unet"
 
 
 def test_export_reports_parity(weights, tmp_path, capsys):
@@ -107,10 +107,10 @@ def test_eager_padding_unchanged():
     assert torch.equal(y[..., 6, :9], x[..., 4, :])  # reflect otherwise
 
 
-@pytest.mark.parametrize("name,kwargs,multiple", [("student_fast", {}, 8), ("student_fast", {"scale": 4}, 16),
-                                                  ("student_fast", {"scale": 4, "residual": True, "shrink": 1.0}, 16),
-                                                  ("student_fast", {"scale": 4, "residual": True, "luma": True}, 16),
-                                                  ("student_gated", {}, 4), ("student_lk", {}, 4)])
+@pytest.mark.parametrize("name,kwargs,multiple", [("fast_unet", {}, 8), ("fast_unet", {"scale": 4}, 16),
+                                                  ("fast_unet", {"scale": 4, "residual": True, "shrink": 1.0}, 16),
+                                                  ("fast_unet", {"scale": 4, "residual": True, "luma": True}, 16),
+                                                  ("lk_unet", {}, 4)])
 def test_student_variants_run_any_size_and_export(name, kwargs, multiple, tmp_path):
     torch.manual_seed(0)
     net = build_model(name, **kwargs).eval()
@@ -130,7 +130,7 @@ def test_student_variants_run_any_size_and_export(name, kwargs, multiple, tmp_pa
 
 def test_int8_quantisation_reports_ssim(tmp_path, capsys):
     torch.manual_seed(0)
-    save_weights(build_model("student_fast"), tmp_path / "f.safetensors")
+    save_weights(build_model("fast_unet"), tmp_path / "f.safetensors")
     assert cli.main(["export", "--model", str(tmp_path / "f.safetensors"), "-o", str(tmp_path / "f.onnx"),
                      "--quantize", "int8"]) == 0
     out = capsys.readouterr().out

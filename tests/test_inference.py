@@ -38,7 +38,7 @@ def test_any_size_shape_and_dtype(weights, backend, hw):
 
 
 def test_api_name_meta_frames(sharpener, weights):
-    assert sharpener.name == weights.stem and sharpener.meta["arch"] == "student"
+    assert sharpener.name == weights.stem and sharpener.meta["arch"] == "ds_unet"
     frames = [np.full((16, 24, 3), v, np.uint8) for v in (0, 128, 255)]
     outs = list(sharpener.sharpen_frames(iter(frames)))
     assert len(outs) == 3 and all(o.shape == (16, 24, 3) for o in outs)

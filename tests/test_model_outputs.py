@@ -22,7 +22,7 @@ from sharpkd.models.weights import file_sha256, shipped_names, shipped_weights_p
 REFERENCE = Path(__file__).with_name("model_outputs.json")
 TOLERANCE = 1e-4
 CONFIGS = [(arch, residual)
-           for arch in ("teacher", "teacher_deep", "student", "student_fast", "student_gated", "student_lk")
+           for arch in ("unet", "unet_deep", "ds_unet", "fast_unet", "lk_unet")
            for residual in (False, True)]
 
 

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 
@@ -10,11 +12,10 @@ from sharpkd.errors import SharpkdError
 def test_parameter_counts_match_the_seed():
     assert abs(count_parameters(TeacherUNet()) - 469_155) / 469_155 <= 0.03
     assert abs(count_parameters(LightStudentUNet()) - 20_190) / 20_190 <= 0.05
-    for variant in ("student_gated", "student_lk"):
-        assert abs(count_parameters(build_model(variant)) - 20_190) / 20_190 <= 0.05
+    assert abs(count_parameters(build_model("lk_unet")) - 20_190) / 20_190 <= 0.05
 
 
-@pytest.mark.parametrize("name", ["teacher", "teacher_deep", "student", "student_gated", "student_lk"])
+@pytest.mark.parametrize("name", ["unet", "unet_deep", "ds_unet", "lk_unet"])
 @pytest.mark.parametrize("residual", [False, True])
 def test_any_size_in_gives_same_size_out_in_unit_range(name, residual):
     torch.manual_seed(0)
@@ -28,7 +29,7 @@ def test_any_size_in_gives_same_size_out_in_unit_range(name, residual):
 
 
 def test_student_full_hd_frame_channels_last_bf16():
-    model = build_model("student").eval().to(memory_format=torch.channels_last)
+    model = build_model("ds_unet").eval().to(memory_format=torch.channels_last)
     x = torch.rand(1, 3, 720, 1280).contiguous(memory_format=torch.channels_last)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         y = model(x)
@@ -39,18 +40,36 @@ def test_student_full_hd_frame_channels_last_bf16():
 def test_registry_rejects_unknown_names_and_records_arch():
     with pytest.raises(SharpkdError, match="unknown model"):
         build_model("resnet")
-    assert build_model("student", width=8).arch_kwargs == {"width": 8, "residual": False}
+    assert build_model("ds_unet", width=8).arch_kwargs == {"width": 8, "residual": False}
 
 
 def test_weights_round_trip_with_sidecar(tmp_path):
     torch.manual_seed(1)
-    model = build_model("student", residual=True).eval()
+    model = build_model("ds_unet", residual=True).eval()
     path = save_weights(model, tmp_path / "s.safetensors", epochs=3, val_metrics={"ssim": 0.5})
     loaded, meta = load_weights(path)
-    assert meta["epochs"] == 3 and meta["arch"] == "student" and meta["parameters"] == count_parameters(model)
+    assert meta["epochs"] == 3 and meta["arch"] == "ds_unet" and meta["parameters"] == count_parameters(model)
     x = torch.rand(1, 3, 16, 24)
     assert torch.equal(loaded(x), model(x))
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_weights_saved_under_the_earlier_architecture_names_still_load(tmp_path):
+    """Files saved before the architectures were renamed name them the old way, in the header and the sidecar."""
+    from safetensors.torch import save_file
+
+    from sharpkd.models.weights import RENAMED_ARCHS
+
+    x = torch.rand(1, 3, 16, 24)
+    for old, new in RENAMED_ARCHS.items():
+        model = build_model(new, residual=True, width=4).eval()
+        path = tmp_path / f"{old}.safetensors"
+        save_file(model.state_dict(), path, metadata={"arch": old, "arch_kwargs": json.dumps(model.arch_kwargs)})
+        for sidecar in (None, {"arch": old, "arch_kwargs": model.arch_kwargs}):
+            if sidecar:
+                path.with_suffix(".json").write_text(json.dumps(sidecar))
+            loaded, _ = load_weights(path)
+            assert loaded.arch_name == new and torch.equal(loaded(x), model(x))
 
 
 def test_missing_or_corrupt_weights_are_one_line_errors(tmp_path):
@@ -69,7 +88,7 @@ def test_macs_count_convolutions_exactly():
     assert count_macs(TeacherUNet(), 128, 128) > 15 * count_macs(LightStudentUNet(), 128, 128)
 
 
-@pytest.mark.parametrize("name", ["student", "student_gated", "student_lk"])
+@pytest.mark.parametrize("name", ["ds_unet", "lk_unet"])
 def test_bf16_channels_last_student_trains_with_finite_gradients(name):
     """The fast path (bf16 autocast + channels_last): a few hundred steps, every gradient finite.
     Without the fp32 dilated depthwise conv the bottleneck's gradients went non-finite after ~50 steps."""
@@ -93,8 +112,7 @@ def test_bf16_channels_last_student_trains_with_finite_gradients(name):
     assert loss.item() < first
 
 
-@pytest.mark.parametrize("name", ["teacher", "teacher_deep", "student", "student_fast", "student_gated",
-                                  "student_lk"])
+@pytest.mark.parametrize("name", ["unet", "unet_deep", "ds_unet", "fast_unet", "lk_unet"])
 def test_residual_models_start_as_the_identity(name):
     """A global-residual model starts by returning its input (zero-initialised last layer)."""
     model = build_model(name, residual=True).eval()
@@ -105,10 +123,10 @@ def test_residual_models_start_as_the_identity(name):
 
 
 def test_grown_teacher_starts_as_the_trained_teacher_and_its_new_layers_learn():
-    """teacher_deep holds every tensor of a trained teacher: loaded into it, it returns the same frame; one
+    """unet_deep holds every tensor of a trained unet: loaded into it, it returns the same frame; one
     optimiser step on a loss moves the added layers (their zero start is not a dead end)."""
     small, _ = load_weights("teacher_seed")
-    grown = build_model("teacher_deep", residual=True)
+    grown = build_model("unet_deep", residual=True)
     missing, unexpected = grown.load_state_dict(small.state_dict(), strict=False)
     assert not unexpected and missing and all(k.split(".")[0] in {"down3", "deep", "up3", "context"} for k in missing)
     assert count_parameters(grown) > 4 * count_parameters(small)
@@ -144,11 +162,11 @@ def test_self_ensemble_averages_over_flips_and_transposes():
 def test_shrink_drops_residual_changes_below_its_threshold():
     """`shrink=t` soft-thresholds the residual by t/255: what the same weights predict, moved t/255 towards 0."""
     torch.manual_seed(0)
-    plain = build_model("student_fast", residual=True, scale=4)
+    plain = build_model("fast_unet", residual=True, scale=4)
     with torch.no_grad():
         for p in plain.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    cored = build_model("student_fast", residual=True, scale=4, shrink=2.0)
+    cored = build_model("fast_unet", residual=True, scale=4, shrink=2.0)
     cored.load_state_dict(plain.state_dict())
     x = torch.full((1, 3, 32, 48), 0.5)  # mid-grey: no clamping at 0 or 1
     with torch.no_grad():
@@ -158,17 +176,17 @@ def test_shrink_drops_residual_changes_below_its_threshold():
     assert torch.equal(rc[r.abs() <= t], torch.zeros_like(rc[r.abs() <= t]))
     assert torch.allclose(rc, torch.sign(r) * (r.abs() - t).clamp(min=0), atol=1e-6)
     with pytest.raises(ValueError, match="residual"):
-        build_model("student_fast", shrink=2.0)  # a sigmoid output has no residual to shrink
+        build_model("fast_unet", shrink=2.0)  # a sigmoid output has no residual to shrink
 
 
 def test_luma_student_moves_r_g_and_b_alike():
     """`luma=True`: one residual plane, added to every channel; the head writes one plane instead of three."""
     torch.manual_seed(0)
-    net = build_model("student_fast", residual=True, scale=4, width=32, luma=True, shrink=1.0).eval()
+    net = build_model("fast_unet", residual=True, scale=4, width=32, luma=True, shrink=1.0).eval()
     with torch.no_grad():
         for p in net.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    rgb = build_model("student_fast", residual=True, scale=4, width=32)
+    rgb = build_model("fast_unet", residual=True, scale=4, width=32)
     assert count_parameters(net) == count_parameters(rgb) - 2 * 16 * 32 - 2  # a 4x4 transposed conv to 1 plane, not 3
     x = torch.rand(1, 3, 37, 45) * 0.5 + 0.25  # away from 0 and 1: no clamping
     with torch.no_grad():
@@ -176,4 +194,4 @@ def test_luma_student_moves_r_g_and_b_alike():
     assert r.abs().max() > 0.01
     assert torch.allclose(r[:, 0], r[:, 1], atol=1e-6) and torch.allclose(r[:, 0], r[:, 2], atol=1e-6)
     with pytest.raises(ValueError, match="residual"):
-        build_model("student_fast", luma=True)
+        build_model("fast_unet", luma=True)

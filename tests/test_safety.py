@@ -71,8 +71,8 @@ def test_sharpen_refuses_to_write_over_its_inputs(tmp_path, weights, capsys, cou
 def test_an_output_folder_inside_the_input_folder_is_not_read_as_input(tmp_path, weights):
     photos = make_image_folder(tmp_path / "photos", n=2, size=24)
     (photos / ".photo.123-ab.tmp.png").write_bytes(b"")  # a hidden leftover is no image of the user's
-    for _ in range(2):  # a second run must not sharpen the first run's outputs
-        assert main(["sharpen", str(photos), "-o", str(photos / "sharp"), "--model", str(weights)]) == 0
+    for again in ([], ["--overwrite"]):  # a second run must not sharpen the first run's outputs
+        assert main(["sharpen", str(photos), "-o", str(photos / "sharp"), "--model", str(weights), *again]) == 0
     assert sorted(p.relative_to(photos / "sharp").as_posix() for p in (photos / "sharp").rglob("*")) == \
         ["img00.png", "img01.png"]
 
@@ -387,7 +387,7 @@ def test_tiny_and_corrupt_images_through_the_apps_compare(service, tmp_path, cap
 # ---------------------------------------------------------------------------------------- 7. the rest
 def test_sigterm_during_sharpen_leaves_no_temporary_file(tmp_path):
     torch.manual_seed(0)
-    model = save_weights(build_model("teacher"), tmp_path / "teacher.safetensors")
+    model = save_weights(build_model("unet"), tmp_path / "teacher.safetensors")
     photos = make_image_folder(tmp_path / "photos", n=12, size=320)
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "sharpkd.cli", "sharpen", str(photos), "-o", str(out),

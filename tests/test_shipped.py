@@ -40,7 +40,7 @@ def test_shipped_weights_sharpen_a_real_blurred_face(name):
 
 def test_the_default_student_is_the_real_time_one_and_sharpens_a_blurred_face():
     model, meta = load_weights("student")
-    assert meta["arch"] == "student_fast" and model.multiple == 16  # every layer at 1/4 resolution or below
+    assert meta["arch"] == "fast_unet" and model.multiple == 16  # every layer at 1/4 resolution or below
     assert sum(p.numel() for p in model.parameters()) == meta["parameters"] == 58_561
     assert model.arch_kwargs["luma"]  # one residual plane for R, G and B
     faces = [f[:128, :128] for f in real_faces(6)]

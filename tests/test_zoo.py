@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +16,15 @@ from sharpkd.errors import SharpkdError
 from sharpkd.models import build_model, count_parameters, load_weights, resolve_weights, save_weights
 from sharpkd.models import weights as weights_mod
 from sharpkd.models.weights import shipped_names, shipped_weights_path, sidecar_path
-from sharpkd.models.zoo import list_models, speed_class
+from sharpkd.models.zoo import (README_END, README_START, gain_share, list_models, models_page, readme_table,
+                                 speed_class, with_readme_table)
+
+
+def SUITE(ssim: float, psnr: float) -> dict:
+    """A sidecar's `suite` entry: the model at (ssim, psnr) on faces' `call` crops, the input at (0.75, 26.0)."""
+    row = {"ssim": ssim, "psnr": psnr, "input": {"ssim": 0.75, "psnr": 26.0}, "unsharp": {"ssim": 0.7, "psnr": 25.0}}
+    return {"commands": ["sharpkd evaluate --suite"], "count": 8, "size": 32, "seed": 0,
+            "datasets": {"faces": {"call": row, "call@1280x720": row}}}
 
 
 @pytest.fixture
@@ -23,12 +32,13 @@ def zoo(tmp_path, monkeypatch):
     """A weights folder of its own: two models with sidecars, one weights file without."""
     monkeypatch.setattr(weights_mod, "WEIGHTS_DIR", tmp_path)
     torch.manual_seed(0)
-    save_weights(build_model("student"), tmp_path / "small.safetensors", purpose="for tests", recipe="student_kd",
-                 command="sharpkd distill --data x", val_metrics={"ssim": 0.8, "psnr": 27.0},
-                 speed={"ms_720p": 20.0, "backend": "onnx", "threads": 2, "cpu": "test CPU"})
-    save_weights(build_model("student"), tmp_path / "twin.safetensors", purpose="same architecture",
-                 data={"preset": "call+seed"}, evaluation={"ssim": 0.85, "psnr": 28.0, "pairs": "16 pairs", "family": "call"})
-    save_weights(build_model("teacher"), tmp_path / "big.safetensors")
+    save_weights(build_model("ds_unet"), tmp_path / "small.safetensors", role="for tests", purpose="a small model",
+                 recipe="student_kd", command="sharpkd distill --data x", val_metrics={"ssim": 0.8, "psnr": 27.0},
+                 speed={"ms_720p": 20.0, "fps": 50.0, "backend": "onnx", "threads": 2, "cpu": "test CPU",
+                        "command": "zoo_speed"}, suite=SUITE(0.80, 27.0))
+    save_weights(build_model("ds_unet"), tmp_path / "twin.safetensors", role="same architecture",
+                 data={"preset": "call+seed"}, suite=SUITE(0.85, 30.0))
+    save_weights(build_model("unet"), tmp_path / "big.safetensors")
     sidecar_path(tmp_path / "big.safetensors").unlink()
     return tmp_path
 
@@ -61,31 +71,58 @@ def test_models_are_listed_from_their_sidecars(zoo):
     rows = {m["name"]: m for m in list_models()}
     assert set(rows) == {"small", "twin"}
     small, twin = rows["small"], rows["twin"]
-    assert small["purpose"] == "for tests" and small["parameters"] == 20_702 and small["arch"] == "student"
-    assert small["speed_class"] == "real time" and small["quality"]["source"] == "validation"
+    assert small["role"] == "for tests" and small["parameters"] == 20_702 and small["arch"] == "ds_unet"
+    assert small["speed_class"] == "real time" and small["suite"]["datasets"]["faces"]["call"]["ssim"] == 0.80
     assert small["command"] == "sharpkd distill --data x"
-    # the same architecture shares its speed; an evaluation outranks the validation metrics
+    # the same architecture shares its speed
     assert twin["speed"]["measured_on"] == "small" and twin["speed_class"] == "real time"
-    assert twin["quality"]["ssim"] == 0.85 and twin["quality"]["source"] == "evaluate"
-    assert twin["quality"]["preset"] == "call"  # the family it was evaluated on, not the training mixture
-    assert small["quality"]["preset"] == "seed"
     assert [speed_class(f) for f in (60, 30, 12, 2)] == ["real time", "real time", "interactive", "offline"]
+    # the share of a reference's gain over the input: (30 - 26) / (27 - 26)
+    assert gain_share(twin, small, "faces", "call") == pytest.approx(4.0)
+    assert gain_share(twin, small, "faces", "seed") is None
 
 
 def test_models_command(zoo, capsys):
     assert cli.main(["models"]) == 0
     out = capsys.readouterr().out
-    assert "small  (student, 20,702 parameters)" in out and "for tests" in out
-    assert "real time: 20.0 ms (onnx, 2 threads, test CPU)" in out and "SSIM 0.8000" in out
+    assert "small  (ds_unet, 20,702 parameters)" in out and "for tests" in out
+    assert "real time: 20.0 ms (onnx, 2 threads, test CPU)" in out
+    assert "SSIM / PSNR 0.8000 / 27.00 on faces, call (input 0.7500 / 26.00)" in out
     assert "sharpkd distill --data x" in out
     assert cli.main(["models", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [m["name"] for m in listed] == ["small", "twin"]
 
 
-def test_every_shipped_model_says_what_it_is_for():
-    for m in list_models():
-        assert m["purpose"] and m["parameters"] and m["command"] and m["quality"], m["name"]
+def test_the_zoo_page_and_the_readme_table_read_the_sidecars(zoo):
+    models = list_models()
+    page = models_page(models)
+    assert "| `small` | 0.8000 / 27.00 | 0.8000 / 27.00 |" in page and "| input | 0.7500 / 26.00 |" in page
+    assert "Share of" not in page  # no model named teacher here
+    table = readme_table(models)
+    assert "| `small` | for tests | 20,702 | 20.0 ms | 0.8000 / 27.00 | 0.8000 / 27.00 |" in table
+    readme = f"intro\n{README_START}\nold table\n{README_END}\nrest\n"
+    assert with_readme_table(readme, table) == f"intro\n{README_START}\n{table}\n{README_END}\nrest\n"
+    assert with_readme_table("no markers", table) == "no markers"
+
+
+def test_every_shipped_model_says_what_it_is_for_and_how_good_it_is():
+    models = list_models()
+    for m in models:
+        assert m["role"] and m["purpose"] and m["parameters"] and m["command"] and m["suite"], m["name"]
+    # one suite run: every sidecar holds the same input and unsharp-mask figures
+    bases = {json.dumps({ds: {f: (r["input"], r["unsharp"]) for f, r in fams.items()}
+                         for ds, fams in m["suite"]["datasets"].items()}, sort_keys=True) for m in models}
+    assert len(bases) == 1
+
+
+def test_the_zoo_page_and_the_readme_are_current():
+    """docs/models.md and the README's table are what the sidecars say (`python scripts/zoo_page.py --write`)."""
+    root = Path(__file__).resolve().parent.parent
+    models = list_models()
+    assert (root / "docs" / "models.md").read_text() == models_page(models)
+    readme = (root / "README.md").read_text()
+    assert README_START in readme and with_readme_table(readme, readme_table(models)) == readme
 
 
 def _strings(value):
@@ -110,9 +147,9 @@ def test_saved_sidecars_keep_paths_relative(tmp_path, monkeypatch):
     shared = tmp_path / "shared" / "data"
     (shared / "faces").mkdir(parents=True)
     monkeypatch.setenv("SHARPKD_SHARED_DATA", str(shared))
-    start = save_weights(build_model("student"), tmp_path / "runs" / "a" / "model.safetensors")
+    start = save_weights(build_model("ds_unet"), tmp_path / "runs" / "a" / "model.safetensors")
     run = tmp_path / "runs" / "b"
-    save_weights(build_model("student"), run / "model.safetensors", data={"folder": str(shared / "faces")},
+    save_weights(build_model("ds_unet"), run / "model.safetensors", data={"folder": str(shared / "faces")},
                  teacher={"weights": str(shipped_weights_path("teacher"))}, init_weights={"weights": str(start)})
     _, meta = load_weights(run)
     assert meta["data"] == {"root": "$SHARPKD_SHARED_DATA", "folder": "faces"}
@@ -120,7 +157,7 @@ def test_saved_sidecars_keep_paths_relative(tmp_path, monkeypatch):
     assert meta["init_weights"]["weights"] == "../a/model.safetensors"  # else relative to the run
     elsewhere = tmp_path / "mine"
     elsewhere.mkdir()
-    save_weights(build_model("student"), run / "model.safetensors", data={"folder": str(elsewhere)})
+    save_weights(build_model("ds_unet"), run / "model.safetensors", data={"folder": str(elsewhere)})
     assert load_weights(run)[1]["data"] == {"root": "mine", "folder": "."}
 
 

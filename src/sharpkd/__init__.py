@@ -1,4 +1,5 @@
-"""sharpkd: real-time deblurring of video-call frames by a distilled ~20K-parameter U-Net."""
+"""sharpkd: real-time deblurring of video-call frames by small depthwise-separable U-Nets distilled from a
+larger one."""
 __version__ = "0.1.0"
 
 from .errors import BadImageError, SharpkdError

@@ -13,8 +13,9 @@ from .errors import SharpkdError
 
 log = logging.getLogger("sharpkd")
 
-# commands that undo their work in hand on SIGTERM as on Ctrl-C (serve: Gradio closes and deletes its files)
-SIGTERM_AS_INTERRUPT = ("sharpen", "video", "make-pairs", "live", "serve")
+# commands that undo their work in hand on SIGTERM as on Ctrl-C (serve: Gradio closes and deletes its files;
+# training: the best epoch so far is written)
+SIGTERM_AS_INTERRUPT = ("sharpen", "video", "make-pairs", "live", "serve", "train-teacher", "distill")
 AUTO_HELP = "auto: the fastest backend on this machine, timed on a few frames at start"
 PRECISION_HELP = ("fp32 or bf16 (torch and openvino); default fp32, and with --backend auto both where the CPU "
                   "computes bf16 natively")
@@ -64,17 +65,11 @@ def cmd_make_pairs(args) -> int:
     from .data import make_pairs
 
     m = make_pairs(args.src, args.out, count=args.count, preset=args.preset, size=args.size, seed=args.seed,
-                   whole_image=args.whole_image,
+                   whole_image=args.whole_image, overwrite=args.overwrite,
                    progress=lambda done, n, split: print(f"\r{split}: {done}/{n} pairs", end="", flush=True))
     print(f"\nwrote {len(m['pairs'])} pairs ({m['train_images']} train / {m['val_images']} val source images) "
           f"and manifest.json to {args.out}")
     return 0
-
-
-def _teachers(spec: str) -> str | list[str]:
-    """--teacher NAME, or a comma list of teachers."""
-    names = [t.strip() for t in spec.split(",") if t.strip()]
-    return names if len(names) > 1 else spec
 
 
 def _train(recipe: str, args) -> int:
@@ -83,9 +78,10 @@ def _train(recipe: str, args) -> int:
     from .training import TrainOptions, run_training
     from .training.config import OVERRIDABLE
 
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # its import set INFO, over main()'s WARNING
     run_training(recipe, TrainOptions(
         data=args.data, out=args.out, config=args.config, overrides={k: getattr(args, k, None) for k in OVERRIDABLE},
-        teacher=_teachers(getattr(args, "teacher", "teacher")), resume=args.resume, overwrite=args.overwrite,
+        teacher=getattr(args, "teacher", "teacher"), resume=args.resume, overwrite=args.overwrite,
         init_weights=args.init_weights, cache_dir=args.cache_dir, accelerator=args.accelerator, devices=args.devices,
         strategy=args.strategy, max_time=args.max_time, command="sharpkd " + shlex.join(args.argv)))
     return 0
@@ -100,6 +96,7 @@ def cmd_distill(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    import shlex
     from pathlib import Path
 
     from .evaluation.report import EvalOptions, evaluate, parse_compare, parse_models, report_markdown, write_report
@@ -116,6 +113,7 @@ def cmd_evaluate(args) -> int:
         result = run_suite(opts, progress=lambda ds, fam, r: print(
             f"{ds:>6} {fam:<14} " + "  ".join(f"{m} {v['ssim']:.4f}/{v['psnr']:.2f}" for m, v in r["rows"].items()),
             flush=True))
+        result["command"] = "sharpkd " + shlex.join(args.argv)
         written = write_suite(result, Path(args.out))
         print(suite_markdown(result))
     else:
@@ -130,8 +128,9 @@ def cmd_evaluate(args) -> int:
 
 def cmd_sharpen(args) -> int:
     from .inference import load
-    from .inference.files import sharpen_files
+    from .inference.files import plan, sharpen_files
 
+    plan(args.inputs, args.out, overwrite=args.overwrite)  # bad inputs and outputs fail before the model loads
     sharpener = load(args.model, backend=args.backend, threads=args.threads, precision=args.precision,
                      tile=args.tile, tile_overlap=args.tile_overlap, self_ensemble=args.self_ensemble)
     print(sharpener.describe(), flush=True)
@@ -217,9 +216,10 @@ def cmd_models(args) -> int:
     for m in models:
         params = f"{m['parameters']:,} parameters" if m["parameters"] else "parameters unknown"
         print(f"{m['name']}  ({m['arch']}, {params})")
-        print(f"  for:      {m['purpose'] or '-'}")
+        print(f"  for:      {m['role'] or '-'}")
         print(f"  720p:     {speed_text(m)}")
         print(f"  quality:  {quality_text(m)}")
+        print(f"            {quality_text(m, family='call@1280x720')}")
         print(f"  recipe:   {m['recipe'] or '-'}: {m['command'] or '-'}")
         if m["init_weights"]:
             print(f"            starting from {m['init_weights']}")
@@ -242,8 +242,9 @@ def cmd_live(args) -> int:
     import json
 
     from .inference import load
-    from .inference.live import (benchmark, check_sink, format_status, open_sink, open_source, parse_size,
-                                 round_size_for, run_live)
+    from .fileio import write_text
+    from .inference.live import (benchmark, check_output_file, check_sink, format_status, open_sink, open_source,
+                                 parse_size, round_size_for, run_live)
 
     from pathlib import Path
 
@@ -253,6 +254,8 @@ def cmd_live(args) -> int:
         raise SharpkdError(f"--benchmark needs a number of frames >= 1, not {args.benchmark}")
     if args.json and not benchmarking:
         raise SharpkdError("--json goes with --benchmark N")
+    if args.json:
+        check_output_file(args.json, "--json")
     kind = args.sink or ("null" if benchmarking else "virtualcam")
     if args.out and Path(args.out).resolve() == Path(str(args.source)).resolve():
         raise SharpkdError(f"--out {args.out} is the source: choose another file")
@@ -280,12 +283,9 @@ def cmd_live(args) -> int:
         if r["unpaced"]:
             print(f"{'max throughput (unpaced):':<{len(label)}} {line(r['unpaced'])}")
         if args.json:
-            out = Path(args.json)
-            tmp = out.with_name(f".{out.name}.tmp")
-            tmp.write_text(json.dumps({"source": str(args.source), "model": sharpener.name, "backend":
-                                       sharpener.backend_label, "threads": sharpener.threads, "view": args.view,
-                                       "sink": kind, **r}, indent=2) + "\n")
-            tmp.replace(out)
+            write_text(args.json, json.dumps({"source": str(args.source), "model": sharpener.name, "backend":
+                                              sharpener.backend_label, "threads": sharpener.threads, "view": args.view,
+                                              "sink": kind, **r}, indent=2) + "\n")
             print(f"wrote {args.json}")
         return 0
 
@@ -310,10 +310,16 @@ def cmd_live(args) -> int:
 
 # ------------------------------------------------------------------------------------------------- parser
 def _add_training_args(p: argparse.ArgumentParser, default_out: str) -> None:
+    from pathlib import Path
+
+    from .data.degradations import PRESETS
+    from .models import MODELS
+
+    recipes = ", ".join(sorted(f.stem for f in (Path(__file__).parent / "configs").glob("*.yaml")))
     p.add_argument("--data", required=True, help="folder of sharp images, or of blur/ + sharp/ pairs")
     p.add_argument("--out", default=default_out, help=f"run folder (default {default_out})")
-    p.add_argument("--config", help="YAML recipe file, or a packaged recipe by name (teacher, teacher_call, "
-                                    "student_kd, student_nokd, student_fast, student_call; default: the one for this command)")
+    p.add_argument("--config", help=f"YAML recipe file, or a packaged recipe by name ({recipes}; default: the one "
+                                    "for this command)")
     p.add_argument("--max-epochs", type=int)
     p.add_argument("--epoch-size", type=int, help="training samples per epoch (default 6400)")
     p.add_argument("--val-size", type=int, help="fixed validation pairs (default 1600)")
@@ -322,10 +328,9 @@ def _add_training_args(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--patience", type=int)
     p.add_argument("--limit-images", type=int, help="use at most this many source images per split")
     p.add_argument("--crop", type=int, help="training crop size (default 128)")
-    p.add_argument("--preset", help="degradation preset: seed (default), videocall, ...")
-    p.add_argument("--arch", help="architecture from the registry (default: the recipe's; e.g. student_fast)")
-    p.add_argument("--residual", action=argparse.BooleanOptionalAction, default=None,
-                   help="global residual output (the recipes' default) or the seed's sigmoid output")
+    p.add_argument("--preset", help=f"degradation preset: {', '.join(PRESETS)}, or several joined by + (each "
+                                    "sample drawn from one of them); default: the recipe's")
+    p.add_argument("--arch", help=f"architecture: {', '.join(sorted(MODELS))} (default: the recipe's)")
     p.add_argument("--seed", type=int, help="initialisation and sampling order (the data stay fixed by --split-seed)")
     p.add_argument("--split-seed", type=int, help="train/val split, fixed training and validation pairs (default 0)")
     p.add_argument("--train-pairs", type=int,
@@ -352,7 +357,7 @@ def _add_training_args(p: argparse.ArgumentParser, default_out: str) -> None:
 def _add_self_ensemble(p: argparse.ArgumentParser) -> None:
     p.add_argument("--self-ensemble", type=int, default=1, choices=(1, 2, 8),
                    help="average 2 (horizontal flip) or 8 (flips and transposes) passes: a better picture at 2x or 8x "
-                        "the time (the best shipped student on validation faces: +0.0022 SSIM, +0.18 dB with 2)")
+                        "the time (figures in docs/results.md)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -360,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sharpkd {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug logs and tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from .evaluation.suite import FAMILIES
 
     p = sub.add_parser("demo", help="blur bundled sample images, sharpen with teacher and student, print metrics")
     p.add_argument("-o", "--out", default="demo.png", help="side-by-side picture (default demo.png)")
@@ -377,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--whole-image", action="store_true", help="centre square resized (the seed's mode)")
+    p.add_argument("--overwrite", action="store_true", help="replace a dataset already at OUT (once the new one is complete)")
     p.set_defaults(func=cmd_make_pairs)
 
     p = sub.add_parser("train-teacher", help="train the teacher U-Net")
@@ -385,13 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("distill", help="distil the student from a trained teacher (or --no-kd)")
     _add_training_args(p, "runs/student")
-    p.add_argument("--teacher", default="teacher",
-                   help="teacher weights (default: shipped), or a comma list of teachers: each sample is distilled "
-                        "from the one closest to the ground truth")
+    p.add_argument("--teacher", default="teacher", help="teacher weights (default: shipped)")
     p.add_argument("--no-kd", action="store_true", help="ablation: ground truth only, no teacher term")
-    p.add_argument("--teacher-tta", type=int, choices=(1, 2, 8),
-                   help="distil from the teacher averaged over 2 (horizontal flip) or 8 (flips and transposes) "
-                        "transforms of each input: better targets, 2x or 8x the teacher's cost (default 1)")
     p.set_defaults(func=cmd_distill)
 
     p = sub.add_parser("evaluate", help="compare blurry, classical baselines, teacher and students")
@@ -406,8 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suite", action="store_true",
                    help="the benchmark suite: every family (--families) on the validation split of --data's faces/ "
                         "and of all of --data; suite.md, suite.json, a grid per family")
-    p.add_argument("--families", default="seed,shake-noise,low-bandwidth,call,clean",
-                   help="with --suite: degradation families (presets), comma list")
+    p.add_argument("--families", default=",".join(FAMILIES),
+                   help="with --suite: comma list of degradation presets on square crops, and PRESET@WxH on whole "
+                        "frames of that size (default: %(default)s)")
     p.add_argument("--models", default="teacher,student",
                    help="comma list of NAME or NAME=PATH (default: shipped teacher,student)")
     p.add_argument("--compare", help="paired differences to report, A:B,C:D (names from --models)")
@@ -426,7 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int,
                    help="tile size in pixels (default: 512 tiles above 4.2 megapixels, 16.8 for student; 0: never)")
     p.add_argument("--tile-overlap", type=int, default=32)
-    p.add_argument("--overwrite", action="store_true", help="allow outputs that replace input files")
+    p.add_argument("--overwrite", action="store_true",
+                   help="allow outputs that replace existing files (the inputs too)")
     _add_self_ensemble(p)
     p.add_argument("--threads", type=int)
     p.set_defaults(func=cmd_sharpen)
@@ -448,7 +452,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a model to ONNX")
     p.add_argument("--model", default="student")
-    p.add_argument("--format", default="onnx", choices=("onnx",))
     p.add_argument("-o", "--out", required=True)
     p.add_argument("--quantize", choices=("int8",))
     p.set_defaults(func=cmd_export)
@@ -469,7 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("serve", help="the local web app: teacher and student side by side, webcam, HTTP API")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1); requests must name "
+                                                        "it, or localhost when it is a loopback address, as their Host")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--teacher", help="teacher weights (default: shipped; untrained with a warning if none)")
     p.add_argument("--student", help="student weights (default: shipped; untrained with a warning if none)")

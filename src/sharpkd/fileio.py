@@ -3,10 +3,22 @@ rename it into place (atomic on one file system). Every layer of the package wri
 from __future__ import annotations
 
 import os
+import re
 import secrets
-from collections.abc import Iterator
+import shutil
+import signal
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import psutil
+
+# the hidden names written beside a target STEM.SUFFIX: .STEM.PID-XXXXXXXX.tmpSUFFIX (.old: a folder being replaced)
+TEMP_NAME = re.compile(r"\.(?P<stem>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.(?P<kind>tmp|old)(?P<tail>.*)")
+
+
+def _temp(path: Path, tail: str, kind: str = "tmp") -> Path:
+    return path.with_name(f".{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.{kind}{tail}")
 
 
 @contextmanager
@@ -19,13 +31,70 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     can. The file is created by the writer, so it gets the usual permissions (not mkstemp's 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tail = path.suffix if suffix is None else suffix
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{tail}")
+    tmp = _temp(path, path.suffix if suffix is None else suffix)
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a new hidden folder beside `path` for the caller to fill; when the block ends normally it takes
+    `path`'s place (a folder there is replaced whole), and whatever ends it otherwise removes it, `path` untouched.
+    The swap is two renames with SIGINT and SIGTERM held back between them."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp, old = _temp(path, path.suffix), _temp(path, path.suffix, "old")
+    tmp.mkdir()
+    try:
+        yield tmp
+        with _signals_held():
+            if path.exists():
+                os.rename(path, old)
+            os.rename(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait until the block ends (where the system can hold signals back)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def remove_stale_temps(targets: Iterable[str | os.PathLike]) -> list[Path]:
+    """Remove what a killed process (SIGKILL, a power cut) left of its writes to `targets`: the temporary files
+    and folders that `atomic_path` and `atomic_folder` name beside each target, where their process is gone. A
+    folder that a kill caught between the two renames of its swap is put back. Returns what was removed."""
+    wanted: dict[Path, set[tuple[str, str]]] = {}
+    for t in map(Path, targets):
+        wanted.setdefault(t.parent, set()).add((t.stem, t.suffix))
+    removed = []
+    for folder, names in wanted.items():
+        for p in folder.iterdir() if folder.is_dir() else ():
+            m = TEMP_NAME.fullmatch(p.name)
+            if not m or (m["stem"], m["tail"]) not in names or psutil.pid_exists(int(m["pid"])):
+                continue
+            target = folder / (m["stem"] + m["tail"])
+            if m["kind"] == "old" and not target.exists():
+                os.rename(p, target)
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+            removed.append(p)
+    return removed
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

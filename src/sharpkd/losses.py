@@ -67,14 +67,10 @@ class KDLoss(nn.Module):
 
     `pixel="relative"` divides each image's squared error, in both MSE terms, by its input's MSE against the
     ground truth. MSE averages errors over the batch, so a good frame (input error ~1e-4) barely counts beside
-    a bad one (~1e-3): a student trained on it damaged good frames by 3-5 dB to gain 1 dB on bad ones. `relative`
+    a bad one (~1e-3): a student trained on it damaged good frames by more than it gained on bad ones. `relative`
     counts each frame by its error relative to its input's, as a mean PSNR does (its first-order change), without
     the log's pull toward an exact copy (a PSNR loss, log MSE -> -inf as a guarded target is matched, trained the
-    student into the identity).
-
-    Several teachers (a list of outputs): per sample, the teacher term pulls toward the output closest to the
-    ground truth (the input too, with `guard`), so each teacher teaches the frames it restores best (the seed
-    teacher on blur alone, the call teacher on noisy, compressed frames)."""
+    student into the identity)."""
 
     def __init__(self, alpha: float = 0.7, beta: float = 0.3, gamma: float = 0.1, guard: bool = False,
                  pixel: str = "mse"):
@@ -84,20 +80,16 @@ class KDLoss(nn.Module):
         self.alpha, self.beta, self.gamma, self.guard, self.pixel = alpha, beta, gamma, guard, pixel
 
     @staticmethod
-    def closest(candidates: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
-        """Per sample, the candidate closest to the ground truth (MSE; the first on a tie)."""
-        errors = torch.stack([image_mse(c, target) for c in candidates])  # (candidates, B)
-        return torch.stack(candidates)[errors.argmin(0), torch.arange(len(target), device=target.device)]
-
-    @classmethod
-    def guarded(cls, teacher: torch.Tensor, inp: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Per sample, the teacher's output or the input, whichever is closer to the ground truth."""
-        return cls.closest([teacher, inp], target)
+    def guarded(teacher: torch.Tensor, inp: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per sample, the teacher's output or the input, whichever is closer to the ground truth (MSE; the
+        teacher on a tie)."""
+        closer = image_mse(teacher, target) <= image_mse(inp, target)
+        return torch.where(closer[:, None, None, None], teacher, inp)
 
     @torch.autocast("cpu", enabled=False)
     @torch.autocast("cuda", enabled=False)
     def forward(self, student: torch.Tensor, target: torch.Tensor,
-                teacher: torch.Tensor | list[torch.Tensor] | None = None,
+                teacher: torch.Tensor | None = None,
                 inp: torch.Tensor | None = None) -> torch.Tensor:
         student, target = student.float(), target.float()
         if inp is None and (self.pixel == "relative" or (self.guard and teacher is not None and self.alpha)):
@@ -111,9 +103,6 @@ class KDLoss(nn.Module):
             pixel = F.mse_loss
         loss = self.beta * pixel(student, target) + self.gamma * (1 - ssim(student, target))
         if teacher is not None and self.alpha:
-            candidates = [t.float() for t in (teacher if isinstance(teacher, (list, tuple)) else [teacher])]
-            if self.guard:
-                candidates.append(inp.float())
-            teacher = self.closest(candidates, target) if len(candidates) > 1 else candidates[0]
+            teacher = self.guarded(teacher.float(), inp.float(), target) if self.guard else teacher.float()
             loss = loss + self.alpha * pixel(student, teacher)
         return loss

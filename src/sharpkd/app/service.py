@@ -100,6 +100,20 @@ def blur(rgb: np.ndarray, kind: str, strength: float) -> tuple[np.ndarray, dict]
     return out, op
 
 
+def check_blur(kind: str, strength: float) -> None:
+    """A request's blur settings: one of BLUR_KINDS and a number in STRENGTH_RANGE, else SharpkdError."""
+    if kind not in BLUR_KINDS:
+        raise SharpkdError(f"unknown blur {kind!r}; choose from {', '.join(BLUR_KINDS)}")
+    lo, hi = STRENGTH_RANGE
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not lo <= strength <= hi:
+        raise SharpkdError(f"blur strength {strength!r} is not a number from {lo:g} to {hi:g}")
+
+
+def check_role(role: str) -> None:
+    if role not in MODEL_ROLES:
+        raise SharpkdError(f"unknown model {role!r}; choose from {', '.join(MODEL_ROLES)}")
+
+
 def _tensor(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].float() / 255.0  # a copy: uploads are read-only
 
@@ -224,8 +238,7 @@ class AppService:
         return decode_image(source, self.max_pixels, name=label).rgb
 
     def sharpen(self, rgb: np.ndarray, role: str = "student") -> tuple[np.ndarray, float]:
-        if role not in self.models:
-            raise SharpkdError(f"unknown model {role!r}; choose from {', '.join(MODEL_ROLES)}")
+        check_role(role)
         return self.models[role].sharpen(rgb)
 
     @staticmethod
@@ -243,6 +256,7 @@ class AppService:
                 strength: float = 4.0, name: str | None = None) -> dict:
         """The Image tab: decode, optionally blur, run both models. Returns the images and a JSON-able report
         (size, blur parameters, each model's latency, and SSIM/PSNR against the original when blurred)."""
+        check_blur(blur_kind, strength)
         original = self.decode(source, name)
         h, w = original.shape[:2]
         report: dict = {"width": w, "height": h, "blur": None}
@@ -263,7 +277,8 @@ class AppService:
 
     # ---------------------------------------------------------------------------------------------- models
     def model_info(self) -> list[dict]:
-        """One dict per model: parameters, MACs, training data and validation metrics (from the sidecar)."""
+        """One dict per model: parameters, MACs, training data and the benchmark suite's figures (the sidecar's
+        `suite`, as in docs/models.md and `sharpkd models`)."""
         with self._lock:
             if self._info is None:
                 self._info = [self._describe(m) for m in self.models.values()]
@@ -284,24 +299,30 @@ class AppService:
                 "arch": m.meta.get("arch", m.role), "parameters": params,
                 "macs_per_pixel": round(macs, 1) if macs else None,
                 "gmacs_720p": round(macs * 1280 * 720 / 1e9, 2) if macs else None,
-                "data": m.meta.get("data"), "val_metrics": m.meta.get("val_metrics"),
-                "curves": str(self.curves_image(m)) if self.curves_image(m) else None,
+                "data": m.meta.get("data"), "suite": m.meta.get("suite"),
+                "curves": str(curves) if (curves := self.curves_image(m)) else None,
                 "sidecar": m.meta}
 
     @staticmethod
     def curves_image(m: LoadedModel) -> Path | None:
         """The training curves PNG: the sidecar's `curves` entry (relative to the weights), else
-        `<weights stem>_curves.png` or `curves.png` next to the weights."""
+        `<weights stem>_curves.png` or `curves.png` next to the weights. Only a file inside the weights' folder
+        (links resolved): a sidecar entry that points elsewhere is ignored, with a warning."""
         if m.weights_path is None:
             return None
-        folder = m.weights_path.parent
+        folder = m.weights_path.parent.resolve()
         candidates = []
         for key in ("curves", "curves_png", "training_curves"):
             if isinstance(m.meta.get(key), str):
                 candidates.append(folder / m.meta[key])
         candidates += [folder / f"{m.weights_path.stem}_curves.png", folder / f"{m.weights_path.stem}.curves.png",
                        folder / "curves.png"]
-        return next((p for p in candidates if p.is_file()), None)
+        for path in candidates:
+            if not path.resolve().is_relative_to(folder):
+                log.warning("ignoring %s: outside the folder of the %s weights (%s)", path, m.role, folder)
+            elif path.is_file():
+                return path.resolve()
+        return None
 
 
 def describe_value(value) -> str:

@@ -7,10 +7,13 @@ import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+import errno  # noqa: E402
 import importlib.util  # noqa: E402
 import io  # noqa: E402
+import ipaddress  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
+import socket  # noqa: E402
 import stat  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -23,7 +26,9 @@ import numpy as np  # noqa: E402
 from fastapi import WebSocket, WebSocketDisconnect  # noqa: E402
 
 from ..errors import BadImageError, SharpkdError  # noqa: E402
-from .service import BLUR_KINDS, MODEL_ROLES, STRENGTH_RANGE, AppService, describe_value, example_images  # noqa: E402
+from ..models.zoo import cell  # noqa: E402
+from .service import (BLUR_KINDS, MODEL_ROLES, STRENGTH_RANGE, AppService, check_role, describe_value,  # noqa: E402
+                      example_images)
 
 log = logging.getLogger("sharpkd")
 
@@ -54,13 +59,19 @@ Images are processed at full resolution on this machine; nothing leaves it."""
 
 
 def _fail(exc: Exception):
-    """A user mistake becomes a message in the page (and an error for API clients); the server goes on."""
+    """A user mistake becomes a message in the page (and an error for API clients) and one line in the log; the
+    server goes on."""
+    log.info("request refused: %s", exc)
     raise gr.Error(str(exc), duration=20, title="Cannot use this image", print_exception=False)
 
 
 def _upload_path(file) -> str | None:
+    """An upload as the handlers get it (they take the request's values as sent, `preprocess=False`: a FileData
+    dict), or a path."""
     if file is None:
         return None
+    if isinstance(file, dict):
+        return file.get("path")
     return file if isinstance(file, str) else getattr(file, "name", None) or getattr(file, "path", None)
 
 
@@ -90,15 +101,20 @@ def _score(ssim: float | None) -> str:
 
 
 def _models_markdown(info: list[dict]) -> str:
-    rows = ["| model | status | parameters | MACs / pixel | GMACs / 720p frame | training data | validation metrics |",
-            "|---|---|---|---|---|---|---|"]
+    """The Models tab's table: every figure from the sidecars, as docs/models.md and `sharpkd models` give it."""
+    rows = ["| model | status | parameters | GMACs / 720p frame | faces, `call` crops | faces, `call@1280x720` frames "
+            "| training data |", "|---|---|---|---|---|---|---|"]
     for m in info:
         params = f"{m['parameters']:,}" if m["parameters"] is not None else "-"
-        macs = f"{m['macs_per_pixel']:,.0f}" if m["macs_per_pixel"] else "-"
-        rows.append(f"| {m['model']} ({m['arch']}) | {m['status']} | {params} | {macs} "
-                    f"| {describe_value(m['gmacs_720p'])} | {describe_value(m['data'])} "
-                    f"| {describe_value(m['val_metrics'])} |")
-    rows.append("")
+        faces = ((m["suite"] or {}).get("datasets") or {}).get("faces") or {}
+        rows.append(f"| {m['model']} ({m['arch']}) | {m['status']} | {params} | {describe_value(m['gmacs_720p'])} "
+                    f"| {cell(faces.get('call'))} | {cell(faces.get('call@1280x720'))} | {describe_value(m['data'])} |")
+    base = next((f for m in info if (f := ((m["suite"] or {}).get("datasets") or {}).get("faces"))), {})
+    if base:
+        rows.append(f"| input | | | | {cell(base.get('call', {}).get('input'))} "
+                    f"| {cell(base.get('call@1280x720', {}).get('input'))} | |")
+    rows += ["", "SSIM / PSNR (dB) against the sharp original on validation faces (the benchmark suite; every family "
+             "in the project's docs/models.md and `sharpkd models`).", ""]
     for m in info:
         rows.append(f"- **{m['model']}** weights: `{m['weights']}`")
     return "\n".join(rows)
@@ -286,10 +302,13 @@ def build_app(service: AppService, examples_dir: str | os.PathLike | None = None
             log.warning("the Webcam tab runs the app's student: the real-time student did not load (%s)", exc)
             webcam = service.models["student"].sharpener
 
+    # The API's handlers take the values as sent (`preprocess=False`) and check them here, so that a value out of
+    # range is refused in one line (Gradio's own checks of a slider or radio log a traceback).
     def compare(file, simulate_blur, blur_kind, strength, slider_role):
         try:
             res = service.compare(_upload_path(file), bool(simulate_blur), blur_kind or "Gaussian",
-                                  float(strength or 4.0), name=Path(_upload_path(file) or "upload").name)
+                                  4.0 if strength is None else strength,
+                                  name=Path(_upload_path(file) or "upload").name)
         except SharpkdError as exc:
             _fail(exc)
         rep = res["report"]
@@ -313,6 +332,7 @@ def build_app(service: AppService, examples_dir: str | os.PathLike | None = None
 
     def sharpen_one(file, role):
         try:
+            check_role(role or "student")
             rgb = service.decode(_upload_path(file), name=Path(_upload_path(file) or "upload").name)
             with service.job(rgb):
                 out, ms = service.sharpen(rgb, role or "student")
@@ -358,13 +378,13 @@ def build_app(service: AppService, examples_dir: str | os.PathLike | None = None
                         report = gr.JSON(label="report")
             ins = [upload, simulate, kind, strength, slider_role]
             outs = [in_img, t_img, s_img, slider, report, metrics_md]
-            run_btn.click(compare, ins, outs, api_name="compare",
+            run_btn.click(compare, ins, outs, api_name="compare", preprocess=False,
                           api_description="Sharpen an image with teacher and student (optionally blurring it "
                                           "first); returns input, teacher, student, slider pair, report, summary"
                           ).success(relabel, [report], [in_img, t_img, s_img], api_visibility="private", queue=False)
             # An upload or a click on an example runs at once (clearing the file does nothing).
             upload.change(lambda f, *rest: compare(f, *rest) if f else (gr.skip(),) * len(outs), ins, outs,
-                          api_visibility="private"
+                          api_visibility="private", preprocess=False
                           ).success(relabel, [report], [in_img, t_img, s_img], api_visibility="private", queue=False)
             slider_role.change(reslide, [slider_role, in_img, t_img, s_img], [slider], api_visibility="private")
 
@@ -396,12 +416,11 @@ def build_app(service: AppService, examples_dir: str | os.PathLike | None = None
             api_btn = gr.Button("sharpen")
             api_models_btn = gr.Button("models")
             api_models = gr.JSON(label="models")
-        api_btn.click(sharpen_one, [api_file, api_role], [api_out, api_info], api_name="sharpen",
+        api_btn.click(sharpen_one, [api_file, api_role], [api_out, api_info], api_name="sharpen", preprocess=False,
                       api_description="Sharpen an image with one model ('student' or 'teacher')")
         api_models_btn.click(models, None, api_models, api_name="models",
-                             api_description="Parameters, MACs, training data and validation metrics of each model")
+                             api_description="Parameters, MACs, training data and benchmark figures of each model")
     demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=QUEUE_SIZE)
-    demo.sharpkd_allowed_paths = [str(Path(examples[0]).parent)] + [str(Path(p).parent) for p, _ in curves]
     demo.sharpkd_webcam = WebcamSocket(webcam, max_pixels=service.max_pixels)
     return demo
 
@@ -409,7 +428,8 @@ def build_app(service: AppService, examples_dir: str | os.PathLike | None = None
 def serve(host: str = "127.0.0.1", port: int = 7860, teacher: str | None = None, student: str | None = None,
           max_megapixels: float = 25.0, max_file_mb: float | None = None, threads: int | None = None,
           webcam_model: str | None = None) -> None:
-    """Load the models once and serve until interrupted."""
+    """Load the models once and serve until interrupted. The address is checked first (SharpkdError)."""
+    check_address(host, port)
     max_pixels = int(max_megapixels * 1e6) if max_megapixels and max_megapixels > 0 else None
     service = AppService(teacher, student, max_pixels=max_pixels, threads=threads)
     webcam = webcam_sharpener(webcam_model, threads=threads) if webcam_model else None  # a named one must load
@@ -421,9 +441,15 @@ def serve(host: str = "127.0.0.1", port: int = 7860, teacher: str | None = None,
     log.info("serving on http://%s:%d (teacher: %s; student: %s; limit %s)", host, port,
              service.models["teacher"].source, service.models["student"].source,
              f"{max_pixels / 1e6:g} MP" if max_pixels else "none")
+    # No allowed_paths: the page's files (examples, training curves) are Gradio's copies in its cache, made when
+    # the page was built; a request whose Host header names another host (DNS rebinding) is refused (400).
+    from starlette.middleware import Middleware
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+
     demo.launch(server_name=host, server_port=port, show_error=True, max_file_size=f"{int(max_file_mb)}mb",
-                allowed_paths=demo.sharpkd_allowed_paths, css=CSS, ssr_mode=False, quiet=False, inbrowser=False,
-                state_session_capacity=SESSIONS, prevent_thread_lock=True)
+                css=CSS, ssr_mode=False, quiet=False, inbrowser=False, state_session_capacity=SESSIONS,
+                prevent_thread_lock=True,
+                app_kwargs={"middleware": [Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(host))]})
     # The Webcam tab's WebSocket goes on the FastAPI app that launch() made and serves (`demo.app`): same host and
     # port, and launch() keeps doing everything else (queue, cache cleaning, stopping on Ctrl-C or SIGTERM).
     # Mounting the Blocks in an app of our own (gr.mount_gradio_app) would mean running uvicorn and redoing that.
@@ -450,6 +476,42 @@ def serve(host: str = "127.0.0.1", port: int = 7860, teacher: str | None = None,
         delete_files_created_by_app(demo, None)
         stop.set()
         sweep_leftovers(cache, file_age_s=0, folder_age_s=0)  # no request is open any more
+
+
+def check_address(host: str, port: int) -> None:
+    """SharpkdError, in one line, for an address the server cannot listen on: a port out of range, a host that is
+    no address, a port in use, an address of another machine."""
+    if not 1 <= port <= 65535:
+        raise SharpkdError(f"--port {port} is not a port number (1-65535)")
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise SharpkdError(f"--host {host} is not an address or a known host name ({exc.strerror})") from None
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server's own socket
+        try:
+            s.bind(addr)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise SharpkdError(f"port {port} on {host} is in use: stop what uses it or choose another --port") \
+                    from None
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise SharpkdError(f"--host {host} is not an address of this machine") from None
+            raise SharpkdError(f"cannot listen on {host} port {port} ({exc.strerror})") from None
+
+
+def allowed_hosts(host: str) -> list[str]:
+    """The names a request's Host header may give: `host` itself, and localhost, 127.0.0.1 and [::1] when it is a
+    loopback address; any name when the server listens on every address (0.0.0.0, ::)."""
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        ip = None
+    if ip is not None and ip.is_unspecified:
+        return ["*"]
+    name = f"[{ip.compressed}]" if ip is not None and ip.version == 6 else host.lower()
+    loopback = host.lower() == "localhost" or (ip is not None and ip.is_loopback)
+    return list(dict.fromkeys([name] + (["localhost", "127.0.0.1", "[::1]"] if loopback else [])))
 
 
 def sweep_leftovers(folder: Path, file_age_s: float = KEEP_FILES_S, folder_age_s: float = EMPTY_FOLDER_S) -> None:

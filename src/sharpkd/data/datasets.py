@@ -3,6 +3,7 @@ torch datasets that turn sharp images into training crops and fixed validation p
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -259,19 +260,45 @@ def fixed_pair_tensors(images: list[np.ndarray], pipeline: Pipeline, count: int,
 
 
 def find_pair_folders(root: str | os.PathLike) -> list[tuple[Path, Path]]:
-    """Every `blur/` folder under `root` with a `sharp/` sibling (GoPro: `*/blur`, `*/sharp`)."""
+    """Every `blur/` folder under `root` with a `sharp/` sibling (GoPro: `*/blur`, `*/sharp`); hidden folders (an
+    unfinished make-pairs) are left out."""
     root = Path(root)
     found = []
     for dirpath, dirnames, _ in os.walk(root):
-        dirnames.sort()
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         if "blur" in dirnames and "sharp" in dirnames:
             found.append((Path(dirpath) / "blur", Path(dirpath) / "sharp"))
     return found
 
 
-def paired_files(root: str | os.PathLike, split: str | None = None) -> list[tuple[Path, Path]]:
-    """(blurry, sharp) file pairs matched by name under `root` (restricted to `root/split` if it exists)."""
+def check_manifest(root: str | os.PathLike) -> None:
+    """A folder laid out as make-pairs writes one (`{train,val}/{blur,sharp}/`) is a dataset only with the
+    manifest.json that make-pairs writes last, listing exactly its files: else a one-line error (an interrupted
+    or mixed-up dataset is not read). Other paired folders (GoPro's `*/blur`, `*/sharp`) need no manifest."""
     root = Path(root)
+    folders = [root / s / k for s in ("train", "val") for k in ("blur", "sharp")]
+    if not any(f.is_dir() for f in folders):
+        return
+    manifest = root / "manifest.json"
+    try:
+        listed = [(p["split"], p["file"]) for p in json.loads(manifest.read_text())["pairs"]]
+    except FileNotFoundError:
+        raise SharpkdError(f"{root}: laid out as a make-pairs dataset but has no manifest.json (make-pairs writes "
+                           "it last: an interrupted run?); make the dataset again") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SharpkdError(f"{manifest}: not a make-pairs manifest ({type(exc).__name__}: {exc})") from None
+    for f in folders:
+        found = {p.relative_to(f).as_posix() for p in list_images(f)} if f.is_dir() else set()
+        if found != {name for split, name in listed if split == f.parent.name}:
+            raise SharpkdError(f"{f}: its files are not the pairs that {manifest} lists (a dataset changed or mixed "
+                               "with another after make-pairs); make the dataset again")
+
+
+def paired_files(root: str | os.PathLike, split: str | None = None) -> list[tuple[Path, Path]]:
+    """(blurry, sharp) file pairs matched by name under `root` (restricted to `root/split` if it exists), checked
+    against its manifest where it is laid out as a make-pairs dataset (`check_manifest`)."""
+    root = Path(root)
+    check_manifest(root)
     if split and (root / split).is_dir():
         root = root / split
     pairs = []

@@ -15,13 +15,12 @@ import cv2
 import kornia
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .io import to_float
 
-__all__ = ["Degradation", "KernelBlur", "GaussianBlur", "MotionBlur", "CameraShakeBlur", "DefocusBlur",
-           "Downscale", "JPEG", "GaussianNoise", "SensorNoise", "Transmit", "OneOf", "Pipeline", "CallPipeline",
-           "MixedPipeline", "PRESETS", "build_degradation", "kernel_from_params", "h264_roundtrip"]
+__all__ = ["Degradation", "KernelBlur", "GaussianBlur", "MotionBlur", "CameraShakeBlur", "DefocusBlur", "JPEG",
+           "SensorNoise", "Transmit", "OneOf", "Pipeline", "CallPipeline", "MixedPipeline", "PRESETS",
+           "build_degradation", "kernel_from_params", "h264_roundtrip"]
 
 
 class Degradation:
@@ -161,25 +160,6 @@ class DefocusBlur(KernelBlur):
         return (k / k.sum()).astype(np.float32)
 
 
-class Downscale(Degradation):
-    """Down by `factor` (anti-aliased) and back up (bicubic), as a low-bandwidth call does."""
-
-    def __init__(self, factor=(1.5, 4.0), p=1.0):
-        self.factor, self.p = factor, p
-
-    def sample_params(self, rng):
-        return {"factor": float(rng.uniform(*self.factor))}
-
-    def apply(self, x, params):
-        h, w = x.shape[-2:]
-        out = []
-        for xi, p in zip(x, params):
-            size = (max(1, round(h / p["factor"])), max(1, round(w / p["factor"])))
-            small = F.interpolate(xi[None], size=size, mode="bilinear", antialias=True, align_corners=False)
-            out.append(F.interpolate(small, size=(h, w), mode="bicubic", align_corners=False))
-        return torch.cat(out).clamp(0, 1)
-
-
 def _frames(x: torch.Tensor) -> np.ndarray:
     """A B,3,H,W batch in [0, 1] as B,H,W,3 uint8 frames for the codecs, rounded half up: the rounding every seeded
     pair and manifest was made with (`to_uint8` rounds ties to even)."""
@@ -204,19 +184,6 @@ class JPEG(Degradation):
             ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(a[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, p["quality"]])
             out.append(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1])
         return _batch(np.stack(out), like=x)
-
-
-class GaussianNoise(Degradation):
-    def __init__(self, sigma=(0.0, 0.03), p=1.0):
-        self.sigma, self.p = sigma, p
-
-    def sample_params(self, rng):
-        return {"sigma": float(rng.uniform(*self.sigma)), "seed": int(rng.integers(2**31))}
-
-    def apply(self, x, params):
-        noise = torch.stack([torch.randn(x.shape[1:], generator=torch.Generator().manual_seed(p["seed"])) * p["sigma"]
-                             for p in params])
-        return (x + noise.to(x)).clamp(0, 1)
 
 
 class SensorNoise(Degradation):
@@ -410,21 +377,12 @@ def _seed() -> Pipeline:
     return Pipeline(OneOf(GaussianBlur(), MotionBlur()), name="seed")
 
 
-def _videocall() -> Pipeline:
-    return Pipeline(OneOf(GaussianBlur(), MotionBlur(), CameraShakeBlur(), DefocusBlur()),
-                    Downscale(p=0.7), JPEG(p=0.8), GaussianNoise(p=0.7), name="videocall")
-
-
-PRESETS = {"seed": _seed, "videocall": _videocall, "call": _call,
+PRESETS = {"seed": _seed, "call": _call,
            # benchmark families: each isolates one real condition
            "shake-noise": lambda: Pipeline(CameraShakeBlur(max_length=(4.0, 16.0)), SensorNoise(), name="shake-noise"),
            "low-bandwidth": lambda: Pipeline(Transmit(factor=(2.0, 3.0), jpeg=(20, 45), crf=(32, 40)),
                                              name="low-bandwidth"),
-           "clean": lambda: Pipeline(_mild_jpeg(), name="clean"),
-           "gaussian": lambda: Pipeline(GaussianBlur(), name="gaussian"),
-           "motion": lambda: Pipeline(MotionBlur(), name="motion"),
-           "camera-shake": lambda: Pipeline(CameraShakeBlur(), name="camera-shake"),
-           "defocus": lambda: Pipeline(DefocusBlur(), name="defocus")}
+           "clean": lambda: Pipeline(_mild_jpeg(), name="clean")}
 
 
 def build_degradation(preset: str) -> Pipeline:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..data.io import is_image_file, read_image, write_image
 from ..errors import BadImageError, SharpkdError
+from ..fileio import remove_stale_temps
 from .sharpener import Sharpener
 
 log = logging.getLogger("sharpkd")
@@ -44,8 +45,9 @@ def check_output_folder(outdir: str | os.PathLike) -> Path:
 def plan(inputs: list[str | os.PathLike], outdir: str | os.PathLike, overwrite: bool = False) -> list[Job]:
     """Map inputs to outputs: a file goes to OUTDIR/<stem>.png; a folder's images (recursive; hidden files, and
     OUTDIR where it lies inside the folder, left out) to OUTDIR/<path relative to the folder, stem>.png.
-    Everything is checked before any image is read: missing inputs, an OUTDIR that cannot be a folder, two inputs
-    that would write the same output, and (unless `overwrite`) an output that would replace one of the inputs."""
+    Everything is checked before any image is read: missing inputs, a folder without images, an OUTDIR that cannot
+    be a folder, two inputs that would write the same output, and (unless `overwrite`) an output that exists
+    already (one of the inputs, or any other file: the run replaces no file it did not write)."""
     outdir = check_output_folder(outdir)
     out_resolved = outdir.resolve()
     jobs: list[Job] = []
@@ -57,7 +59,7 @@ def plan(inputs: list[str | os.PathLike], outdir: str | os.PathLike, overwrite: 
                            not any(part.startswith(".") for part in f.relative_to(p).parts) and
                            not (inside and f.resolve().is_relative_to(out_resolved)))
             if not files:
-                log.warning("%s: no image files in this folder", p)
+                raise SharpkdError(f"{p}: no image files in this folder")
             jobs += [Job(f, outdir / f.relative_to(p).with_suffix(".png")) for f in files]
         elif p.is_file():
             jobs.append(Job(p, outdir / (p.stem + ".png")))
@@ -65,7 +67,7 @@ def plan(inputs: list[str | os.PathLike], outdir: str | os.PathLike, overwrite: 
             raise SharpkdError(f"{p}: no such file or folder")
     seen: dict[Path, Path] = {}
     for job in jobs:
-        if job.dst in seen and seen[job.dst] != job.src:
+        if job.dst in seen and seen[job.dst].resolve() != job.src.resolve():
             raise SharpkdError(f"{job.src} and {seen[job.dst]} would both be written to {job.dst}")
         seen[job.dst] = job.src
     if not overwrite:
@@ -75,15 +77,22 @@ def plan(inputs: list[str | os.PathLike], outdir: str | os.PathLike, overwrite: 
             more = f" (and {len(clash) - 1} more)" if len(clash) > 1 else ""
             raise SharpkdError(f"{clash[0].dst} is an input{more}: writing there would replace the original; "
                                "choose another -o folder, or pass --overwrite to replace the originals")
+        taken = [job.dst for job in jobs if os.path.lexists(job.dst)]
+        if taken:
+            more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
+            raise SharpkdError(f"{taken[0]} exists{more}: sharpen replaces no file it did not write; choose another "
+                               "-o folder, or pass --overwrite to replace it")
     return jobs
 
 
 def sharpen_files(sharpener: Sharpener, inputs: list[str | os.PathLike], outdir: str | os.PathLike,
                   progress: bool | None = None, on_error=None, overwrite: bool = False) -> Result:
     """Sharpen every image; a bad one is reported (`on_error(path, message)`) and the others still go through.
-    Each output is written atomically, so an interrupted run leaves no half-written file. An output that would
-    replace one of the inputs is refused before any work unless `overwrite`."""
+    Each output is written atomically, so an interrupted run leaves no half-written file, and what a killed run
+    left beside this run's outputs (hidden temporary files) is removed first. An output that exists already is
+    refused before any work unless `overwrite` (`plan`)."""
     jobs = plan(inputs, outdir, overwrite=overwrite)
+    remove_stale_temps(job.dst for job in jobs)
     result = Result()
     if progress is None:
         progress = len(jobs) > 1

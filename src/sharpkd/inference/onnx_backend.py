@@ -57,11 +57,11 @@ class FrameNet(CoreNet):
     on the runtime's threads, where OpenVINO fuses them with their neighbours, and a one-plane residual is scaled
     before it is added to three. Planes, not HxWx3: the caller splits and merges the channels with OpenCV, faster
     than a Transpose in either runtime (onnxruntime moves it up to the residual add, which then broadcasts along
-    the innermost axis: a 720p frame took 43 ms against 31 ms). Rounds half up where the float path rounds half
+    the innermost axis, much slower). Rounds half up where the float path rounds half
     to even: outputs agree within 1. `concat`: a one-plane residual is concatenated into three planes before the
-    add, which onnxruntime then runs without broadcasting (about 3 ms less per 720p frame), and OpenVINO 1.6x
-    slower than the broadcast add it fuses. Where the model names its `input_conv`, the 1/255 is folded into that
-    conv's weights (a copy of the model): one full-resolution division less, about 1 ms per 720p frame."""
+    add, which onnxruntime then runs faster without broadcasting, and OpenVINO slower than the broadcast add
+    it fuses. Where the model names its `input_conv`, the 1/255 is folded into that
+    conv's weights (a copy of the model): one full-resolution division less."""
 
     def __init__(self, net: nn.Module, concat: bool = False):
         fold = hasattr(net, "input_conv") and net.input_conv() is not None

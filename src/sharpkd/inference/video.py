@@ -2,8 +2,9 @@
 
 Frame timestamps are carried over from the input, so the frame count and the duration are preserved. The
 output path is checked before any frame is decoded (a folder means FOLDER/<input's stem>.mp4; the input itself
-is refused unless asked for). The output is written to a temporary file and renamed at the end; from a live
-source (a webcam device), Ctrl-C stops the recording and the file is finished properly."""
+is refused unless asked for). The output is written to a temporary file and renamed at the end. A stream that
+ends before the frames its container announces (a truncated file) is an error, and nothing is written. From a
+live source (a webcam device), Ctrl-C stops the recording and the file is finished properly."""
 from __future__ import annotations
 
 import logging
@@ -174,6 +175,9 @@ def sharpen_video(sharpener: Sharpener, src: str | os.PathLike, dst: str | os.Pa
                 raise SharpkdError(f"{src}: decoding failed after {frames} frames ({exc})") from None
             if frames == 0:
                 raise SharpkdError(f"{src}: no video frames decoded")
+            if not live and vin.frames and frames < min(vin.frames, max_frames or vin.frames):
+                raise SharpkdError(f"{src}: the video stream ended after {frames} of the {vin.frames} frames its "
+                                   f"container announces (a truncated or damaged file); nothing written to {dst}")
             for p in vout.encode(None):
                 out.mux(p)
             if atranscode:

@@ -3,7 +3,6 @@ from .common import RestorationNet, SelfEnsemble, SeparableConv, count_parameter
 from .registry import MODELS, build_model, register_model
 from .student import LightStudentUNet
 from .student_fast import FastStudentUNet
-from .student_gated import GatedStudentUNet
 from .student_lk import LargeKernelStudentUNet
 from .teacher import TeacherUNet
 from .teacher_deep import DeepTeacherUNet

@@ -57,8 +57,8 @@ class RestorationNet(nn.Module):
         return None
 
     def init_output(self) -> None:
-        """With a global residual, start as the identity: zero the last layer of `self.head`. Measured on the
-        teacher (40 steps on shared/data): val SSIM 0.796 zero-initialised vs 0.770 default (input 0.781)."""
+        """With a global residual, start as the identity: zero the last layer of `self.head` (a short teacher run
+        started this way ends above the input, one with the default initialisation below it)."""
         if self.residual:
             last = [m for m in self.head.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))][-1]
             nn.init.zeros_(last.weight)
@@ -86,8 +86,7 @@ def dihedral(x, k: int, inverse: bool = False):
 
 class SelfEnsemble(nn.Module):
     """A restorer averaged over transforms of its input (each output mapped back): `n=2` the horizontal flip,
-    `n=8` all flips and transposes. n times the compute for a better output (the teacher on validation faces:
-    0.9307 SSIM / 32.81 dB, x2 0.9330 / 33.06, x8 0.9337 / 33.15); the target of `distill --teacher-tta`."""
+    `n=8` all flips and transposes. n times the compute for a better output (docs/results.md)."""
 
     def __init__(self, model: nn.Module, n: int = 8):
         super().__init__()

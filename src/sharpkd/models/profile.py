@@ -12,8 +12,8 @@ from torch.utils.flop_counter import FlopCounterMode
 @torch.no_grad()
 def count_macs(model: nn.Module, height: int, width: int) -> int:
     """MACs of one forward pass on a 1x3xHxW input (convolutions, transposed convolutions, matrix products).
-    Counted on a copy of the model on PyTorch's meta device (shapes only: the teacher at 1280x720 in 0.06 s
-    instead of 5.5 s), or on the model itself where a layer has no meta implementation."""
+    Counted on a copy of the model on PyTorch's meta device (shapes only, far faster than
+    running it), or on the model itself where a layer has no meta implementation."""
     try:
         return _count(copy.deepcopy(model).to("meta"), height, width, torch.device("meta"))
     except (RuntimeError, NotImplementedError):

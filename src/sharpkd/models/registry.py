@@ -1,4 +1,4 @@
-"""One registry of architectures: `build_model("teacher")`; new variants register without touching callers."""
+"""One registry of architectures: `build_model("unet")`; new variants register without touching callers."""
 from __future__ import annotations
 
 import functools

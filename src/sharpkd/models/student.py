@@ -1,6 +1,6 @@
 """The students' U-Net (`StudentUNet`) and the seed student, `LightStudentUNet`: a ~20K-parameter
-depthwise-separable U-Net distilled from the teacher. The variants in `student_lk` and `student_gated` are
-configurations of the same definition."""
+depthwise-separable U-Net distilled from the teacher. The variant in `student_lk` is a configuration of the same
+definition."""
 from __future__ import annotations
 
 import torch
@@ -40,8 +40,7 @@ class GatedBlock(nn.Module):
     identity; `norm` is a `ChannelNorm` with `norm=True`, else nothing.
 
     NAFNet scales the branch by a learned per-channel beta instead; under bf16 autocast that fp32 product with a
-    bf16 activation is a mixed-dtype multiply that halved the training speed on this CPU (49 against 109
-    samples/s for the whole student, 1 thread), and a zero-initialised last conv does the same job."""
+    bf16 activation is a mixed-dtype multiply that slows training on a CPU, and a zero-initialised last conv does the same job."""
 
     def __init__(self, c: int, norm: bool = False):
         super().__init__()
@@ -63,37 +62,27 @@ class StudentUNet(RestorationNet):
 
     - `kernel`: the depthwise kernel of every separable conv but the first (on the 3 input channels);
     - `upsampling`: "transposed" (a 2x2 stride-2 transposed conv) or "nearest" (a 1x1 conv then nearest 2x,
-      4x fewer weights);
-    - `gated`: the second block of each encoder level and every decoder block is a `GatedBlock`, the last
-      decoder level has two of them, and a 3x3 head replaces the full-resolution refinement conv and 1x1 head."""
+      4x fewer weights)."""
 
-    def __init__(self, width: int = 16, residual: bool = False, kernel: int = 3, upsampling: str = "transposed",
-                 gated: bool = False):
+    def __init__(self, width: int = 16, residual: bool = False, kernel: int = 3, upsampling: str = "transposed"):
         super().__init__(residual)
         if upsampling not in ("transposed", "nearest"):
             raise ValueError(f"upsampling must be 'transposed' or 'nearest', not {upsampling!r}")
         c1, c2, c3 = width, 2 * width, 4 * width
 
-        def block(c: int) -> nn.Module:
-            return GatedBlock(c) if gated else SeparableConv(c, c, kernel)
-
         def up(cin: int, cout: int) -> nn.Module:
             return nn.ConvTranspose2d(cin, cout, 2, stride=2) if upsampling == "transposed" else upsample(cin, cout)
 
-        self.enc1 = nn.Sequential(SeparableConv(3, c1), block(c1))
-        self.enc2 = nn.Sequential(SeparableConv(c1, c2, kernel), block(c2))
+        self.enc1 = nn.Sequential(SeparableConv(3, c1), SeparableConv(c1, c1, kernel))
+        self.enc2 = nn.Sequential(SeparableConv(c1, c2, kernel), SeparableConv(c2, c2, kernel))
         self.pool = nn.MaxPool2d(2)
         self.bottleneck = DilatedBottleneck(c2, c3, kernel)
         self.up2 = up(c3, c2)
-        self.dec2 = nn.Sequential(block(c2), block(c2))
+        self.dec2 = nn.Sequential(SeparableConv(c2, c2, kernel), SeparableConv(c2, c2, kernel))
         self.up1 = up(c2, c1)
-        self.dec1 = nn.Sequential(block(c1), block(c1)) if gated else block(c1)
-        if gated:
-            self.refine = nn.Identity()
-            self.head = nn.Conv2d(c1, 3, 3, padding=1)
-        else:
-            self.refine = nn.Sequential(nn.Conv2d(c1, c1, 3, padding=1), nn.LeakyReLU(0.1, inplace=True))
-            self.head = nn.Conv2d(c1, 3, 1)
+        self.dec1 = SeparableConv(c1, c1, kernel)
+        self.refine = nn.Sequential(nn.Conv2d(c1, c1, 3, padding=1), nn.LeakyReLU(0.1, inplace=True))
+        self.head = nn.Conv2d(c1, 3, 1)
         self.init_output()
 
     def body(self, x: torch.Tensor) -> torch.Tensor:
@@ -105,7 +94,7 @@ class StudentUNet(RestorationNet):
         return self.head(self.refine(d1))
 
 
-@register_model("student")
+@register_model("ds_unet")
 class LightStudentUNet(StudentUNet):
     """The seed student: 3x3 kernels, transposed-conv upsampling, a full-resolution refinement conv."""
 

@@ -5,7 +5,7 @@ Space-to-depth by 2 turns an HxWx3 frame into (H/2)x(W/2)x12 before the first co
 memory traffic per pixel drop about 4x against the seed student (whose most expensive layers are its
 full-resolution refinement conv and decoder). Same building blocks (depthwise-separable convs, additive skips,
 a dilated bottleneck), about 20K parameters; distilled from the teacher like the seed student
-(`sharpkd distill --arch student_fast`).
+(`sharpkd distill --arch fast_unet`).
 
 `scale=4` unshuffles by 4 (48 channels at 1/4 resolution, then 1/8 and 1/16): a third of the MACs again, and
 wider layers for the same time (`width=24, scale=4`: 35K parameters, 0.46 GMACs per 720p frame against 0.73 for
@@ -31,12 +31,12 @@ from .registry import register_model
 from .student import DilatedBottleneck
 
 
-@register_model("student_fast")
+@register_model("fast_unet")
 class FastStudentUNet(RestorationNet):
     """Pixel-unshuffle(scale) -> separable U-Net at 1/scale, 1/2scale, 1/4scale resolution -> pixel-shuffle(scale)."""
 
-    # No layer at full resolution: a 3840x2160 frame whole took about 350 MB more than a small one on onnxruntime
-    # and OpenVINO (600 MB on PyTorch), so the `Sharpener` tiles only above 4x its default pixel budget.
+    # No layer at full resolution: a 3840x2160 frame whole needs little more memory than a small one, so the
+    # `Sharpener` tiles only above 4x its default pixel budget.
     auto_tile_pixels = 16_800_000
 
     def __init__(self, width: int = 16, residual: bool = False, scale: int = 2, kernel: int = 3,

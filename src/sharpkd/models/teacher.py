@@ -17,7 +17,7 @@ class DoubleConv(nn.Sequential):
             nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.LeakyReLU(0.1, inplace=True))
 
 
-@register_model("teacher")
+@register_model("unet")
 class TeacherUNet(RestorationNet):
     """Two poolings, a dropout bottleneck, transposed-conv upsampling and concatenated skips."""
 

@@ -1,4 +1,4 @@
-"""DeepTeacherUNet: the seed teacher with a deeper, wider low-resolution core, grown from a trained `teacher`.
+"""DeepTeacherUNet: the seed teacher with a deeper, wider low-resolution core, grown from a trained `unet`.
 
 The seed teacher sees about +-25 px and has two 3x3 convs at 1/4 resolution. A frame sent at 1/2-1/4 size and
 coded there arrives with 8x8 codec blocks enlarged to 16-32 px and detail missing at that scale. This variant
@@ -6,7 +6,7 @@ keeps every tensor of the teacher and adds, after its bottleneck, a branch one l
 twice the bottleneck's width) of layer-normed gated blocks, and more of them at 1/4: an output pixel sees about
 +-100 px, for 1.7M more weights and +37% MACs per pixel (a frame's cost stays mostly at full resolution). Every
 added path ends in a zero-initialised conv, so the grown model computes exactly what the teacher it starts from does
-(`--init-weights` of a trained `teacher`), and training only has to add what the small one could not fit."""
+(`--init-weights` of a trained `unet`), and training only has to add what the small one could not fit."""
 from __future__ import annotations
 
 import torch
@@ -17,11 +17,11 @@ from .student import GatedBlock
 from .teacher import TeacherUNet
 
 
-@register_model("teacher_deep")
+@register_model("unet_deep")
 class DeepTeacherUNet(TeacherUNet):
     """TeacherUNet + a zero-initialised branch at 1/8 resolution and gated blocks at 1/4, after the bottleneck."""
 
-    grows_from = "teacher"  # its weights load into this one; the added layers start as the identity
+    grows_from = "unet"  # its weights load into this one; the added layers start as the identity
     multiple = 8
 
     def __init__(self, width: int = 32, dropout: float = 0.3, residual: bool = False, blocks: int = 4,

@@ -19,6 +19,9 @@ from .registry import MODELS, build_model
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 SUFFIX = ".safetensors"
+# the architectures' earlier registry names: weights saved under them still load
+RENAMED_ARCHS = {"teacher": "unet", "teacher_deep": "unet_deep", "student": "ds_unet", "student_fast": "fast_unet",
+                 "student_lk": "lk_unet"}
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:
@@ -149,8 +152,17 @@ def save_weights(model: nn.Module, path: str | os.PathLike, **meta) -> Path:
 
 
 def read_sidecar(path: str | os.PathLike) -> dict:
+    """The JSON sidecar of the weights `path` ({} where there is none); a damaged one is a one-line error."""
     side = sidecar_path(resolve_weights(path))
-    return json.loads(side.read_text()) if side.is_file() else {}
+    if not side.is_file():
+        return {}
+    try:
+        meta = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # unreadable, not UTF-8, not JSON
+        raise SharpkdError(f"{side}: damaged sidecar, not readable JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise SharpkdError(f"{side}: damaged sidecar, a JSON object expected, not {type(meta).__name__}")
+    return meta
 
 
 def load_weights(source: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
@@ -165,11 +177,24 @@ def load_weights(source: str | os.PathLike, device: str | torch.device = "cpu") 
     except (SafetensorError, OSError, ValueError) as exc:
         raise SharpkdError(f"{path}: not a readable safetensors weights file ({exc})") from None
     meta = read_sidecar(path)
-    arch = meta.get("arch") or header.get("arch")
-    kwargs = meta.get("arch_kwargs") or json.loads(header.get("arch_kwargs", "{}"))
+    where = sidecar_path(path) if meta.get("arch") else path  # the file that records the architecture
+    try:
+        arch = meta.get("arch") or header.get("arch")
+        kwargs = meta.get("arch_kwargs") or json.loads(header.get("arch_kwargs", "{}"))
+    except ValueError as exc:
+        raise SharpkdError(f"{path}: damaged arch_kwargs in the file's metadata ({exc})") from None
     if not arch:
         raise SharpkdError(f"{path}: no architecture recorded in the file or its sidecar")
-    model = build_model(arch, **kwargs)
+    arch = RENAMED_ARCHS.get(str(arch), arch)
+    if not isinstance(arch, str) or arch not in MODELS:
+        raise SharpkdError(f"{where}: unknown architecture {arch!r}; known: {', '.join(sorted(MODELS))}")
+    if not isinstance(kwargs, dict):
+        raise SharpkdError(f"{where}: arch_kwargs must be a JSON object, not {type(kwargs).__name__}")
+    try:
+        model = build_model(arch, **kwargs)
+    except (SharpkdError, TypeError, ValueError, RuntimeError) as exc:  # options the architecture cannot take
+        raise SharpkdError(f"{where}: {arch} cannot be built with arch_kwargs {json.dumps(kwargs)} "
+                           f"({str(exc).splitlines()[0]})") from None
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
@@ -179,8 +204,8 @@ def load_weights(source: str | os.PathLike, device: str | torch.device = "cpu") 
 
 def load_or_build(source: str | os.PathLike) -> tuple[nn.Module, dict, bool]:
     """(model, sidecar, trained): the weights of `source` (as `load_weights`), or, when `source` names an
-    architecture that no shipped model is named after, that architecture untrained (seeded, the global RNG
-    untouched): speed does not depend on the weights, and the app and the demo run before any training."""
+    architecture (`ds_unet`, not a shipped model), that architecture untrained (seeded, the global RNG
+    untouched): speed does not depend on the weights (`sharpkd bench --models fast_unet`)."""
     if str(source) in MODELS and str(source) not in shipped_names():
         with torch.random.fork_rng():
             torch.manual_seed(0)

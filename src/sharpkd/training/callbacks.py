@@ -13,6 +13,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from .. import sysinfo
 from ..errors import SharpkdError
@@ -81,6 +82,7 @@ class RunRecord(Callback):
     def __init__(self, out: Path, log_version: str, best: ModelCheckpoint, title: str, about: dict):
         self.out, self.log_version, self.best, self.title, self.about = out, log_version, best, title, about
         self.weights: Path | None = None  # written when training ends
+        self.interrupted: BaseException | None = None  # what stopped the fit (Ctrl-C, SIGTERM, an error)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero:
@@ -91,6 +93,17 @@ class RunRecord(Callback):
             return
         if not self.best.best_model_path:
             raise SharpkdError("training ended before the first validation: no weights written")
+        self.write(trainer, pl_module)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        """Ctrl-C or SIGTERM: the best epoch so far is written as at the end of a run (none before the first)."""
+        self.interrupted = exception
+        if (isinstance(exception, (KeyboardInterrupt, SIGTERMException)) and trainer.is_global_zero
+                and self.best.best_model_path):
+            self.write(trainer, pl_module)
+
+    def write(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """The best checkpoint's weights with their sidecar, metrics.csv, curves.png and epochs.md."""
         state = torch.load(self.best.best_model_path, map_location="cpu", weights_only=True)
         pl_module.on_load_checkpoint(state)
         pl_module.load_state_dict(state["state_dict"])

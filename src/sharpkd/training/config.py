@@ -9,8 +9,7 @@ from ..errors import SharpkdError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 OVERRIDABLE = ("max_epochs", "epoch_size", "val_size", "batch_size", "lr", "patience", "limit_images", "crop",
-               "preset", "residual", "seed", "split_seed", "train_pairs", "precision", "num_workers", "arch", "schedule",
-               "teacher_tta")
+               "preset", "seed", "split_seed", "train_pairs", "precision", "num_workers", "arch", "schedule")
 
 
 def load_recipe(name: str, path: str | None = None, overrides: dict | None = None) -> dict:
@@ -29,7 +28,6 @@ def load_recipe(name: str, path: str | None = None, overrides: dict | None = Non
     recipe.setdefault("split_seed", 0)
     recipe.setdefault("train_pairs", 0)
     recipe.setdefault("schedule", "plateau")
-    recipe.setdefault("teacher_tta", 1)
     recipe.setdefault("arch_kwargs", {})  # the architecture's own options, e.g. {width: 32, scale: 4}
     for key, value in (overrides or {}).items():
         if value is not None:
@@ -41,8 +39,8 @@ def load_recipe(name: str, path: str | None = None, overrides: dict | None = Non
 
 def resolve_precision(precision: str) -> str:
     """`auto`: bf16 autocast where the hardware computes bf16 natively (a GPU, or a CPU with AVX512-BF16 or AMX),
-    else fp32. On a CPU without it bf16 is emulated: a teacher step took 4-6x longer in bf16 than in fp32 on an
-    AMD EPYC (Zen 3, AVX2), while bf16 + channels_last trained 2.6x faster than fp32 on a CPU with AMX."""
+    else fp32. On a CPU without it bf16 is emulated and slower than fp32; on a CPU with AMX
+    bf16 + channels_last trains faster than fp32 (docs/results.md)."""
     if precision != "auto":
         return precision
     import torch

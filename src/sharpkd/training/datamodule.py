@@ -45,11 +45,10 @@ class DeblurDataModule(L.LightningDataModule):
     def __init__(self, data: str, preset: str = "seed", crop: int = 128, batch_size: int = 16,
                  epoch_size: int = 6400, val_size: int = 1600, seed: int = 0, limit_images: int | None = None,
                  num_workers: int = 1, max_side: int = 256, split_seed: int = 0, train_pairs: int = 0,
-                 teacher: nn.Module | list[nn.Module] | None = None,
-                 teacher_file: str | os.PathLike | list[str | os.PathLike] | None = None,
+                 teacher: nn.Module | None = None, teacher_file: str | os.PathLike | None = None,
                  cache_dir: str | os.PathLike = "cache"):
         """`teacher`: its outputs on the fixed training pairs join them (cached in `cache_dir`, keyed on
-        `teacher_file`, its weights); a list of teachers (and of their files) adds one output per teacher."""
+        `teacher_file`, its weights)."""
         super().__init__()
         self.root = Path(data)
         if not self.root.is_dir():
@@ -59,8 +58,7 @@ class DeblurDataModule(L.LightningDataModule):
         self.kw = dict(preset=preset, crop=crop, batch_size=batch_size, epoch_size=epoch_size, val_size=val_size,
                        seed=seed, limit_images=limit_images, num_workers=num_workers, max_side=max_side,
                        split_seed=split_seed, train_pairs=train_pairs)
-        self.teachers = [] if teacher is None else list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]
-        self.teacher_files = list(teacher_file) if isinstance(teacher_file, (list, tuple)) else [teacher_file]
+        self.teacher, self.teacher_file = teacher, teacher_file
         self.cache_dir = cache_dir
         self.info: dict = {"folder": str(self.root.resolve()), "paired": self.paired, "preset": preset}
         self._prepared = False
@@ -91,7 +89,7 @@ class DeblurDataModule(L.LightningDataModule):
             if k["train_pairs"]:
                 pairs = fixed_pair_tensors(train_imgs, self.pipeline, k["train_pairs"], size=k["crop"],
                                            seed=k["split_seed"])
-                targets = [self.teacher_outputs(t, f, pairs[0]) for t, f in zip(self.teachers, self.teacher_files)]
+                targets = [self.teacher_outputs(pairs[0])] if self.teacher is not None else []
                 self.train_set = PairTensors(*pairs, *targets)
                 self.info["train_pairs"] = k["train_pairs"]
             else:
@@ -107,12 +105,12 @@ class DeblurDataModule(L.LightningDataModule):
     def fixed_pairs(self) -> bool:
         return isinstance(self.train_set, PairTensors)
 
-    def teacher_outputs(self, teacher: nn.Module, weights_file: str | os.PathLike, blurry: torch.Tensor) -> torch.Tensor:
-        """A teacher's outputs (uint8) on the fixed training pairs' inputs, read from or added to the cache."""
+    def teacher_outputs(self, blurry: torch.Tensor) -> torch.Tensor:
+        """The teacher's outputs (uint8) on the fixed training pairs' inputs, read from or added to the cache."""
         if torch.cuda.is_available():
-            teacher.cuda()
-        outputs = cached_teacher_outputs(teacher, weights_file, blurry, self.cache_dir)
-        teacher.cpu()
+            self.teacher.cuda()
+        outputs = cached_teacher_outputs(self.teacher, self.teacher_file, blurry, self.cache_dir)
+        self.teacher.cpu()
         return outputs
 
     def train_dataloader(self):

@@ -33,10 +33,9 @@ class RestorationModule(L.LightningModule):
             self.loss_fn = CombinedLoss(**loss) if name == "combined" else KDLoss(**loss)
         except (TypeError, ValueError) as exc:  # a key or value the loss does not take
             raise SharpkdError(f"recipe loss {name!r}: {exc}".replace("__init__() ", "")) from None
-        # One teacher, or several (a list: KDLoss pulls each sample toward the output closest to the ground truth).
-        self.teacher = nn.ModuleList(teacher) if isinstance(teacher, (list, tuple)) else teacher
+        self.teacher = teacher
         if teacher is not None:
-            self.teacher = self.teacher.eval().requires_grad_(False).to(memory_format=torch.channels_last)
+            self.teacher = teacher.eval().requires_grad_(False).to(memory_format=torch.channels_last)
         self.lr, self.lr_factor, self.lr_patience, self.min_lr = lr, lr_factor, lr_patience, min_lr
         self.schedule = schedule
         self._val_teacher: dict[int, torch.Tensor] = {}  # the fixed validation pairs' teacher outputs
@@ -61,18 +60,15 @@ class RestorationModule(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x.contiguous(memory_format=torch.channels_last))
 
-    def _teacher(self, blurry, *given):
-        """The teacher's output (a list of outputs with several teachers): the cached ones that come with the
-        batch, else computed here; None without a teacher term."""
-        if given:
-            return list(given) if len(given) > 1 else given[0]
+    def _teacher(self, blurry, given=None):
+        """The teacher's output: the cached one that comes with the batch, else computed here; None without a
+        teacher term."""
+        if given is not None:
+            return given
         if self.teacher is None or not getattr(self.loss_fn, "alpha", 0):
             return None
-        x = blurry.contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
-            if isinstance(self.teacher, nn.ModuleList):
-                return [t(x) for t in self.teacher]
-            return self.teacher(x)
+            return self.teacher(blurry.contiguous(memory_format=torch.channels_last))
 
     def _loss(self, pred, sharp, target_t=None, blurry=None):
         if isinstance(self.loss_fn, KDLoss):

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..errors import SharpkdError
 from ..fileio import write_text
-from ..models import SelfEnsemble, build_model, load_weights, resolve_weights
+from ..models import build_model, load_weights, resolve_weights
 from .callbacks import SITTINGS, RunRecord, log_folders
 from .config import load_recipe
 from .datamodule import DeblurDataModule
@@ -27,7 +27,7 @@ from .module import RestorationModule, saved_schedule
 
 INIT_WEIGHTS = "init_weights.json"  # what an --init-weights run started from, kept for its resumed sittings
 SIDECAR_TRAINING = ("loss", "batch_size", "lr", "patience", "precision", "seed", "split_seed", "train_pairs",
-                    "max_epochs", "residual", "schedule", "teacher_tta")  # the recipe keys a sidecar keeps
+                    "max_epochs", "residual", "schedule")  # the recipe keys a sidecar keeps
 
 
 @dataclass
@@ -39,7 +39,7 @@ class TrainOptions:
     out: str | Path                         # the run folder
     config: str | Path | None = None        # a YAML recipe in place of the packaged one
     overrides: dict = field(default_factory=dict)
-    teacher: str | Path | list = "teacher"  # distillation's teacher: shipped name or weights file, or a list
+    teacher: str | Path = "teacher"         # distillation's teacher: shipped name or weights file
     resume: bool = False                    # continue from out/checkpoints/last.ckpt
     overwrite: bool = False                 # delete a run found in `out` and start over
     init_weights: str | Path | None = None  # start from these weights with a fresh optimizer and schedule
@@ -173,19 +173,14 @@ def run_training(recipe_name: str, opts: TrainOptions) -> Path | None:
     elif init_meta and rank_zero:  # (--init-weights excludes --resume: a fresh run)
         write_text(out / INIT_WEIGHTS, json.dumps(init_meta, indent=2) + "\n")
 
-    teacher, sources, metas = None, opts.teacher if isinstance(opts.teacher, list) else [opts.teacher], []
+    teacher, teacher_meta = None, {}
     if recipe_name.startswith("student") and recipe["loss"].get("alpha"):
-        teachers = []
-        for source in sources:
-            model, meta = load_weights(source)
-            teachers.append(SelfEnsemble(model, recipe["teacher_tta"]) if recipe["teacher_tta"] > 1 else model)
-            metas.append(meta.get("val_metrics"))
-        teacher = teachers if len(teachers) > 1 else teachers[0]
+        teacher, teacher_meta = load_weights(opts.teacher)
     data = DeblurDataModule(opts.data, preset=recipe["preset"], crop=recipe["crop"], batch_size=recipe["batch_size"],
                             epoch_size=recipe["epoch_size"], val_size=recipe["val_size"], seed=recipe["seed"],
                             limit_images=recipe["limit_images"], num_workers=recipe["num_workers"],
                             split_seed=recipe["split_seed"], train_pairs=recipe["train_pairs"], teacher=teacher,
-                            teacher_file=[resolve_weights(t) for t in sources] if teacher is not None else None,
+                            teacher_file=resolve_weights(opts.teacher) if teacher is not None else None,
                             cache_dir=opts.cache_dir or out / "cache")
     data.setup("fit")  # before the model is built: data errors come first, and the seeded RNG's order is kept
     model = recipe_model(recipe)
@@ -199,10 +194,14 @@ def run_training(recipe_name: str, opts: TrainOptions) -> Path | None:
         "recipe": Path(recipe["recipe"]).stem,  # the YAML's name, --config's too
         "data": {"epoch_size": recipe["epoch_size"], "crop": recipe["crop"]},
         "training": {k: recipe[k] for k in SIDECAR_TRAINING}, "init_weights": init_meta,
-        "teacher": (None if teacher is None else
-                    {"weights": str(sources[0]), "val_metrics": metas[0]} if len(sources) == 1 else
-                    {"weights": [str(t) for t in sources], "val_metrics": metas}),
+        "teacher": None if teacher is None else {"weights": str(opts.teacher),
+                                                 "val_metrics": teacher_meta.get("val_metrics")},
         "command": opts.command})
     trainer = build_trainer(recipe, opts, out, log_version, best, record)
-    trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=False)
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=False)
+    except SystemExit:  # Lightning ends a fit stopped by Ctrl-C with sys.exit(1): raise the interruption itself
+        if isinstance(record.interrupted, KeyboardInterrupt):
+            raise record.interrupted from None
+        raise
     return record.weights
