@@ -92,7 +92,7 @@ def test_make_pairs_replaces_a_dataset_only_when_asked_and_whole(tmp_path, capsy
     # Completed, the new dataset replaces the old one whole: no pair of the old one is left.
     assert main([*args, "--count", "5", "--seed", "1", "--overwrite"]) == 0
     assert json.loads((out / "manifest.json").read_text())["seed"] == 1
-    assert len([p for p in out.rglob("*.png")]) == 10 and sorted(p.name for p in tmp_path.iterdir()) == ["pairs", "src"]
+    assert len(list(out.rglob("*.png"))) == 10 and sorted(p.name for p in tmp_path.iterdir()) == ["pairs", "src"]
     # --overwrite replaces a dataset, not a folder of other files.
     (tmp_path / "mine").mkdir()
     _png(tmp_path / "mine" / "photo.png")
@@ -170,7 +170,8 @@ def test_sharpen_a_folder_without_images_is_an_error_before_the_model_loads(tmp_
     folder.mkdir()
     if content:
         (folder / content).write_text("not an image")
-    assert main(["sharpen", str(folder), "-o", str(tmp_path / "out"), "--model", str(tmp_path / "none.safetensors")]) == 2
+    missing = str(tmp_path / "none.safetensors")  # weights that would fail to load: the folder fails first
+    assert main(["sharpen", str(folder), "-o", str(tmp_path / "out"), "--model", missing]) == 2
     [err] = _errors(capsys)
     assert err == f"sharpkd: error: {folder}: no image files in this folder"
     assert not (tmp_path / "out").exists()
@@ -182,8 +183,8 @@ def test_sharpen_sweeps_the_temporary_files_of_a_killed_run(tmp_path, weights):
     out = tmp_path / "out"
     dead = _dead_pid()
     stale = [out / f".img00.{dead}-0123abcd.tmp.png", out / f".img01.{dead}-89abcdef.tmp.png"]
-    kept = [out / f".img00.{dead}-0123abcd.tmp.txt.keep", out / ".img00.tmp.png", out / f".other.{dead}-0123abcd.tmp.png",
-            out / f".img01.1-0123abcd.tmp.png"]  # not this pattern, another target, a live process (init)
+    kept = [out / f".img00.{dead}-0123abcd.tmp.txt.keep", out / ".img00.tmp.png",  # not the pattern
+            out / f".other.{dead}-0123abcd.tmp.png", out / ".img01.1-0123abcd.tmp.png"]  # another target, a live PID
     out.mkdir()
     stale[0].write_bytes(b"")
     stale[1].write_bytes(b"\x89PNG partial")
