@@ -101,10 +101,12 @@ def test_bad_upload_shows_a_message_and_the_page_keeps_working(page, tmp_path, p
                            f" return i && i.complete && i.naturalWidth === {width}; }}")
 
 
-def test_clicking_a_bundled_example_runs_it(page):
-    page.get_by_role("button", name="chelsea").click()  # scikit-image's chelsea, 451x300
+def test_clicking_a_bundled_example_runs_it_as_it_is(page):
+    page.locator("#simulate input").check()
+    page.get_by_role("button", name="camera-shake").click()  # scikit-image's chelsea (451x300), camera-shaken
     page.wait_for_function("() => { const i = document.querySelector('#out-student img');"
                            " return i && i.complete && i.naturalWidth === 451 && i.naturalHeight === 300; }")
+    assert not page.locator("#simulate input").is_checked()  # already degraded: not blurred again
 
 
 def test_webcam_tab_streams_through_the_student(page):

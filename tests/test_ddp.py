@@ -47,14 +47,16 @@ def test_two_processes_train_resume_and_write_once(tmp_path):
     for name in ("model.safetensors", "model.json", "metrics.csv", "curves.png", "epochs.md", "checkpoints/last.ckpt"):
         assert (run / name).is_file(), name
     _, meta = load_weights(run / "model.safetensors")
-    assert meta["epochs"] == 1 and meta["history"][0]["command"].startswith("sharpkd distill")
+    stage = meta["stages"][-1]
+    assert stage["epochs"] == 1 and stage["sittings"][0]["command"].startswith("sharpkd distill")
     # An epoch is --epoch-size samples in all (32): 4 steps of 4 on each of the 2 processes.
     assert torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 4
 
     log = _distill(*common, "--max-epochs", "2", "--resume")
     assert log.count("teacher outputs: read 16") == 2 and "computed" not in log
     _, meta = load_weights(run / "model.safetensors")
-    assert meta["epochs"] == 2 and [h["epochs"] for h in meta["history"]] == ["1-1", "2-2"]
+    stage = meta["stages"][-1]
+    assert stage["epochs"] == 2 and [h["epochs"] for h in stage["sittings"]] == ["1-1", "2-2"]
     assert torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 8
     assert len((run / "sittings.jsonl").read_text().splitlines()) == 2 and (run / "logs_resumed1").is_dir()
     assert len(list((run / "tb").glob("events.*"))) == 2

@@ -146,4 +146,4 @@ def test_a_signal_during_training_stops_it_and_keeps_the_best_epoch(sig, code, w
     assert proc.returncode == code and lines[-1] == f"sharpkd: {word}" and "Traceback" not in err, err
     assert not [line for line in lines if line.strip() in ("sharpkd:", "")], err
     model, meta = load_weights(run / "model.safetensors")
-    assert meta["epochs"] >= 1 and meta["val_metrics"]["ssim"] > 0
+    assert meta["stages"][-1]["epochs"] >= 1 and meta["stages"][-1]["val_metrics"]["ssim"] > 0

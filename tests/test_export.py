@@ -128,12 +128,22 @@ def test_student_variants_run_any_size_and_export(name, kwargs, multiple, tmp_pa
     assert np.abs(sh.sharpen(img).astype(int) - ref.astype(int)).max() <= 1
 
 
-def test_int8_quantisation_reports_ssim(tmp_path, capsys):
+def test_int8_export_writes_the_int8_model_to_out_and_nothing_else(tmp_path, capsys):
     torch.manual_seed(0)
     save_weights(build_model("fast_unet"), tmp_path / "f.safetensors")
-    assert cli.main(["export", "--model", str(tmp_path / "f.safetensors"), "-o", str(tmp_path / "f.onnx"),
+    (tmp_path / "out").mkdir()
+    assert cli.main(["export", "--model", str(tmp_path / "f.safetensors"), "-o", str(tmp_path / "out" / "f.onnx"),
                      "--quantize", "int8"]) == 0
     out = capsys.readouterr().out
-    assert (tmp_path / "f.int8.onnx").is_file() and "SSIM" in out and "loss" in out
-    m = onnx.load(str(tmp_path / "f.int8.onnx"))
+    assert "SSIM" in out and "loss" in out
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["f.onnx"]  # no fp32 model beside it
+    m = onnx.load(str(tmp_path / "out" / "f.onnx"))
     assert any(n.op_type in ("QuantizeLinear", "QLinearConv") for n in m.graph.node)
+
+
+def test_export_that_fails_parity_writes_nothing(weights, tmp_path, monkeypatch):
+    from sharpkd.inference import export
+
+    monkeypatch.setattr(export, "parity", lambda *a: 1.0)
+    assert cli.main(["export", "--model", str(weights), "-o", str(tmp_path / "m.onnx")]) == 2
+    assert list(tmp_path.iterdir()) == []

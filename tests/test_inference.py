@@ -79,7 +79,7 @@ def test_self_ensemble_averages_flipped_and_transposed_passes(backend, tmp_path)
     if backend == "torch":
         Image.fromarray(img).save(tmp_path / "a.png")
         assert cli.main(["sharpen", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model", "student",
-                         "--self-ensemble", "2"]) == 0
+                         "--backend", "torch", "--self-ensemble", "2"]) == 0
         np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "a.png")), x2)
     with pytest.raises(SharpkdError):
         sharpkd.load("student", self_ensemble=4)
@@ -317,3 +317,25 @@ def test_auto_times_each_backend_back_to_back_not_right_after_another(monkeypatc
     assert best.timings["onnx"] < 30 <= best.timings["torch"]
     # every timed frame followed a frame of the same backend
     assert calls.count("onnx") == calls.count("torch") >= 6
+    # a slow model on large frames: one timed turn each once the turns have taken max_seconds
+    calls.clear()
+    mod.fastest("student", size=(8, 8), frames=6, max_seconds=0.0)
+    assert calls.count("onnx") == calls.count("torch") == 6  # a warm-up turn and one timed turn of 1 + 2 frames
+
+
+def test_sharpen_times_auto_on_the_size_of_its_first_image(tmp_path, monkeypatch):
+    """`sharpen` runs the fastest backend (`auto`), timed on frames of its input's size: a small image costs
+    little to time; a large one is timed at no more than 1280x720's pixels."""
+    from sharpkd.inference import files, sharpener
+
+    sizes = []
+    real = sharpener.fastest
+    monkeypatch.setattr(sharpener, "fastest", lambda model, size, **kw: sizes.append(size) or real(model, size, **kw))
+    Image.fromarray(_photo(21, 34)).save(tmp_path / "a.png")
+    assert cli.main(["sharpen", str(tmp_path / "a.png"), "-o", str(tmp_path / "o")]) == 0
+    assert sizes == [(34, 21)]
+    (tmp_path / "big.png").write_bytes(b"")  # unreadable: skipped
+    Image.new("RGB", (4000, 3000)).save(tmp_path / "huge.png")
+    jobs = files.plan([tmp_path / "big.png", tmp_path / "huge.png"], tmp_path / "o2")
+    w, h = files.timing_size(jobs)
+    assert w * h <= 1280 * 720 and abs(w / h - 4 / 3) < 0.01

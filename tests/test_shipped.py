@@ -24,7 +24,8 @@ def test_a_small_zoo_is_shipped():
 @pytest.mark.parametrize("name", PRESENT)
 def test_shipped_weights_sharpen_a_real_blurred_face(name):
     model, meta = load_weights(name)
-    assert {"command", "data", "epochs", "best_epoch", "val_metrics", "git_commit"} <= set(meta)
+    assert {"recipe", "data", "stages", "finishing", "git_commit"} <= set(meta)
+    assert {"epochs", "best_epoch", "val_metrics"} <= set(meta["stages"][-1])
     faces = [f[:128, :128] for f in real_faces(6)]
     sharp = to_tensor(np.stack(faces))
     preset = meta["data"].get("preset", "seed")  # each model on the degradation it was trained for

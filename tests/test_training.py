@@ -37,9 +37,13 @@ def test_teacher_run_writes_everything_and_its_loss_falls(teacher_run):
     losses = _losses(teacher_run)
     assert len(losses) == 2 and losses[1] < losses[0]
     model, meta = load_weights(teacher_run / "model.safetensors")
-    assert meta["arch"] == "unet" and meta["epochs"] == 2 and meta["best_epoch"] in (1, 2)
-    assert meta["data"]["train_images"] + meta["data"]["val_images"] == 16
-    assert set(meta["val_metrics"]) >= {"ssim", "psnr", "mae"} and meta["command"].startswith("sharpkd train-teacher")
+    (stage,) = meta["stages"]  # the sidecar schema: one stage, this run
+    assert meta["arch"] == "unet" and stage["epochs"] == 2 and stage["best_epoch"] in (1, 2)
+    assert meta["data"] == stage["data"] and stage["data"]["train_images"] + stage["data"]["val_images"] == 16
+    assert set(stage["val_metrics"]) >= {"ssim", "psnr", "mae"} and meta["command"].startswith("sharpkd train-teacher")
+    assert stage["name"] == teacher_run.name and stage["config"] == "teacher" and meta["recipe"] is None
+    from sharpkd.models.weights import sidecar_problems
+    assert sidecar_problems(meta) == []
     ckpt = torch.load(teacher_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["epoch"] == 1 and any(k.startswith("model.") for k in ckpt["state_dict"])
     assert "| 2" in (teacher_run / "epochs.md").read_text() and "3.0e-03" in (teacher_run / "epochs.md").read_text()
@@ -52,19 +56,20 @@ def test_resume_continues_from_the_last_checkpoint(teacher_run, tiny_data):
                  *TINY[2:], "--max-epochs", "3", "--lr", "3e-3"]) == 0
     assert len(_losses(teacher_run)) == 3
     _, meta = load_weights(teacher_run / "model.safetensors")
-    assert meta["epochs"] == 3
+    assert meta["stages"][-1]["epochs"] == 3
     # Resuming a run that already reached its max epochs trains nothing and rewrites the same results.
     assert main(["train-teacher", "--data", str(tiny_data), "--out", str(teacher_run), "--resume",
                  *TINY[2:], "--max-epochs", "3", "--lr", "3e-3"]) == 0
-    _, meta = load_weights(teacher_run / "model.safetensors")
-    assert len(_losses(teacher_run)) == 3 and meta["epochs"] == 3
-    # The sidecar's history has one entry per sitting that trained (the no-op one is left out), in order.
-    history = meta["history"]
+    (stage,) = load_weights(teacher_run / "model.safetensors")[1]["stages"]
+    assert len(_losses(teacher_run)) == 3 and stage["epochs"] == 3
+    # The stage's sittings: one per start or resume that trained (the no-op one is left out), in order.
+    history = stage["sittings"]
     assert [h["epochs"] for h in history] == ["1-2", "3-3"]
     assert history[1]["command"].startswith("sharpkd train-teacher") and "--resume" in history[1]["command"]
     assert "--resume" not in history[0]["command"]
     assert all(h["wall_time_s"] > 0 for h in history)
-    assert meta["wall_time_s"] == pytest.approx(sum(h["wall_time_s"] for h in history), abs=0.2)
+    assert stage["wall_time_s"] == pytest.approx(sum(h["wall_time_s"] for h in history), abs=0.2)
+    assert stage["command"] == history[0]["command"]  # the command that started it
 
 
 def test_init_weights_with_a_cosine_schedule(teacher_run, tiny_data, tmp_path):
@@ -77,15 +82,17 @@ def test_init_weights_with_a_cosine_schedule(teacher_run, tiny_data, tmp_path):
         lrs = [float(r["lr"]) for r in csv.DictReader(f)]
     assert lrs == pytest.approx([1e-3, 1e-6 + (1e-3 - 1e-6) * 0.75, 1e-6 + (1e-3 - 1e-6) * 0.25])
     model, meta = load_weights(out / "model.safetensors")
-    assert meta["init_weights"]["weights"].endswith("model.safetensors") and meta["init_weights"]["epochs"] == start_meta["epochs"]
-    assert meta["init_weights"]["history"] == start_meta["history"] and len(meta["history"]) == 1
-    assert meta["training"]["schedule"] == "cosine"
+    # its stages: those of the weights it started from, then its own
+    assert meta["stages"][:-1] == start_meta["stages"] and len(meta["stages"][-1]["sittings"]) == 1
+    assert meta["stages"][-1]["init_weights"]["weights"].endswith("model.safetensors")
+    assert meta["stages"][-1]["training"]["schedule"] == "cosine"
     # Resuming it needs the same schedule: the saved scheduler state fits no other (a one-line error).
     assert main(["train-teacher", "--data", str(tiny_data), "--out", str(out), *TINY, "--resume"]) == 2
     # Resumed with it, the run still says what it started from (here: finished, so only its results are rewritten).
     assert main(["train-teacher", "--data", str(tiny_data), "--out", str(out), *TINY, "--max-epochs", "3",
                  "--resume", "--schedule", "cosine"]) == 0
-    assert load_weights(out / "model.safetensors")[1]["init_weights"] == meta["init_weights"]
+    assert load_weights(out / "model.safetensors")[1]["stages"][:-1] == start_meta["stages"]
+    assert load_weights(out / "model.safetensors")[1]["stages"][-1]["init_weights"] == meta["stages"][-1]["init_weights"]
     assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), start.state_dict().values()))
     # It starts from the finished weights: with a vanishing LR, one epoch leaves every weight where it began
     # (Adam moves a weight by about lr per step), while the same run from scratch starts elsewhere.
@@ -117,7 +124,8 @@ def test_no_kd_drops_the_teacher_from_a_kd_config(teacher_run, tiny_data, tmp_pa
     assert main(["distill", "--data", str(tiny_data), "--out", str(out), "--teacher", str(teacher_run / "model.safetensors"),
                  *TINY, "--train-pairs", "64", "--config", "student_kd", "--no-kd"]) == 0
     _, meta = load_weights(out / "model.safetensors")
-    assert meta["teacher"] is None and meta["training"]["loss"]["alpha"] == 0.0 and meta["recipe"] == "student_kd"
+    stage = meta["stages"][-1]
+    assert stage["teacher"] is None and stage["training"]["loss"]["alpha"] == 0.0 and stage["config"] == "student_kd"
 
 
 @pytest.mark.parametrize("kd,pairs", [(True, "64"), (True, "0"), (False, "64")], ids=["kd-cached", "kd-live", "nokd"])
@@ -132,10 +140,11 @@ def test_distill_and_ablation_runs(kd, pairs, teacher_run, tiny_data, tmp_path):
     x = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
         assert not torch.equal(model(x), x)  # trained away from the residual's identity start
-    assert meta["arch"] == "ds_unet" and meta["recipe"] == ("student_kd" if kd else "student_nokd")
-    assert (meta["teacher"] is not None) == kd
-    assert meta["training"]["loss"]["alpha"] == (0.7 if kd else 0.0)
-    assert meta["training"]["train_pairs"] == int(pairs)
+    stage = meta["stages"][-1]
+    assert meta["arch"] == "ds_unet" and stage["config"] == ("student_kd" if kd else "student_nokd")
+    assert (stage["teacher"] is not None) == kd
+    assert stage["training"]["loss"]["alpha"] == (0.7 if kd else 0.0)
+    assert stage["training"]["train_pairs"] == int(pairs)
     assert len(list(out.glob("cache/teacher-*.safetensors"))) == (1 if kd and pairs != "0" else 0)
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["state_dict"] and all(k.startswith("model.") for k in ckpt["state_dict"])  # the student alone
@@ -143,7 +152,7 @@ def test_distill_and_ablation_runs(kd, pairs, teacher_run, tiny_data, tmp_path):
         assert main(["distill", "--data", str(tiny_data), "--out", str(out), *TINY[2:], "--max-epochs", "3",
                      "--train-pairs", pairs, "--no-kd", "--resume"]) == 0
         _, meta = load_weights(out / "model.safetensors")
-        assert len(_losses(out)) == 3 and meta["teacher"] is None and meta["epochs"] == 3
+        assert len(_losses(out)) == 3 and meta["stages"][-1]["teacher"] is None and meta["stages"][-1]["epochs"] == 3
 
 
 def test_teacher_cache_matches_the_teacher_and_is_reused(teacher_run, tiny_data, caplog):

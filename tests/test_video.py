@@ -107,3 +107,23 @@ def test_bad_inputs_are_one_line_errors(tmp_path, weights, capsys):
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 2
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_h264_writer_keeps_frames_and_timestamps_and_refuses_a_file_it_cannot_write(tmp_path):
+    """The one H.264 writer of `sharpkd video` and of `live`'s file sink."""
+    from sharpkd.errors import SharpkdError
+    from sharpkd.inference.video import H264Writer
+
+    ms = Fraction(1, 1000)
+    writer = H264Writer(tmp_path / "w.mp4", 64, 48, Fraction(25), ms, label="w.mp4")
+    for i, pts in enumerate((0, 40, 120)):  # a dropped frame at 80 ms
+        writer.write(np.full((48, 64, 3), 60 * i, np.uint8), pts, ms)
+    writer.finish()
+    with av.open(str(tmp_path / "w.mp4")) as c:
+        frames = list(c.decode(video=0))
+    assert [(f.width, f.height) for f in frames] == [(64, 48)] * 3
+    assert [round(float(f.pts * f.time_base) * 1000) for f in frames] == [0, 40, 120]
+    levels = [float(np.median(f.to_ndarray(format="rgb24"))) for f in frames]
+    assert all(abs(level - 60 * i) <= 4 for i, level in enumerate(levels))  # through limited-range YUV
+    with pytest.raises(SharpkdError, match=r"^w\.xyz: cannot write a video there \(.*\)$"):  # no such format
+        H264Writer(tmp_path / "w.xyz", 64, 48, Fraction(25), ms, label="w.xyz")

@@ -149,12 +149,13 @@ def test_saved_sidecars_keep_paths_relative(tmp_path, monkeypatch):
     monkeypatch.setenv("SHARPKD_SHARED_DATA", str(shared))
     start = save_weights(build_model("ds_unet"), tmp_path / "runs" / "a" / "model.safetensors")
     run = tmp_path / "runs" / "b"
-    save_weights(build_model("ds_unet"), run / "model.safetensors", data={"folder": str(shared / "faces")},
-                 teacher={"weights": str(shipped_weights_path("teacher"))}, init_weights={"weights": str(start)})
+    stage = {"name": "b", "command": "sharpkd distill", "data": {"folder": str(shared / "faces")},
+             "teacher": {"weights": str(shipped_weights_path("teacher"))}, "init_weights": {"weights": str(start)}}
+    save_weights(build_model("ds_unet"), run / "model.safetensors", data=stage["data"], stages=[stage])
     _, meta = load_weights(run)
-    assert meta["data"] == {"root": "$SHARPKD_SHARED_DATA", "folder": "faces"}
-    assert meta["teacher"]["weights"] == "teacher"  # a shipped model's file is named by its name
-    assert meta["init_weights"]["weights"] == "../a/model.safetensors"  # else relative to the run
+    assert meta["data"] == meta["stages"][0]["data"] == {"root": "$SHARPKD_SHARED_DATA", "folder": "faces"}
+    assert meta["stages"][0]["teacher"]["weights"] == "teacher"  # a shipped model's file is named by its name
+    assert meta["stages"][0]["init_weights"]["weights"] == "../a/model.safetensors"  # else relative to the run
     elsewhere = tmp_path / "mine"
     elsewhere.mkdir()
     save_weights(build_model("ds_unet"), run / "model.safetensors", data={"folder": str(elsewhere)})
@@ -180,8 +181,8 @@ def test_sharpen_names_a_shipped_model(tmp_path, capsys):
     Image.fromarray(np.zeros((9, 13, 3), np.uint8)).save(tmp_path / "a.png")
     assert cli.main(["sharpen", str(tmp_path / "a.png"), "-o", str(tmp_path / "o")]) == 0
     net, _ = load_weights("student")
-    assert f"model student ({type(net).__name__}, {count_parameters(net):,} parameters) on torch fp32" in \
-        capsys.readouterr().out
+    assert f"model student ({type(net).__name__}, {count_parameters(net):,} parameters) on " in \
+        capsys.readouterr().out  # the fastest backend here (auto)
 
 
 def test_video_names_the_model_and_backend(tmp_path, weights, capsys):

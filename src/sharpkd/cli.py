@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -16,7 +17,6 @@ log = logging.getLogger("sharpkd")
 # commands that undo their work in hand on SIGTERM as on Ctrl-C (serve: Gradio closes and deletes its files;
 # training: the best epoch so far is written)
 SIGTERM_AS_INTERRUPT = ("sharpen", "video", "make-pairs", "live", "serve", "train-teacher", "distill")
-AUTO_HELP = "auto: the fastest backend on this machine, timed on a few frames at start"
 PRECISION_HELP = ("fp32 or bf16 (torch and openvino); default fp32, and with --backend auto both where the CPU "
                   "computes bf16 natively")
 
@@ -72,13 +72,27 @@ def cmd_make_pairs(args) -> int:
     return 0
 
 
+def _no_advert(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("💡")  # Lightning's tips for its cloud services
+
+
+def _lightning_logs() -> None:
+    """Lightning's lines once, through our handler (its import gives its loggers console handlers of their own,
+    besides ours), without its adverts. Called once Lightning is imported."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_no_advert)
+
+
 def _train(recipe: str, args) -> int:
     import shlex
 
     from .training import TrainOptions, run_training
     from .training.config import OVERRIDABLE
 
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # its import set INFO, over main()'s WARNING
+    _lightning_logs()
     run_training(recipe, TrainOptions(
         data=args.data, out=args.out, config=args.config, overrides={k: getattr(args, k, None) for k in OVERRIDABLE},
         teacher=getattr(args, "teacher", "teacher"), resume=args.resume, overwrite=args.overwrite,
@@ -93,6 +107,35 @@ def cmd_train_teacher(args) -> int:
 
 def cmd_distill(args) -> int:
     return _train("student_nokd" if args.no_kd else "student_kd", args)
+
+
+def cmd_train(args) -> int:
+    import shlex
+    from pathlib import Path
+
+    from .training import TrainOptions
+    from .training.recipes import train_recipe
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # its import set INFO, over main()'s WARNING
+    out = train_recipe(args.recipe, TrainOptions(
+        data=args.data, out=args.out or f"runs/{Path(args.recipe).stem}", overrides={"num_workers": args.num_workers},
+        resume=args.resume, overwrite=args.overwrite, accelerator=args.accelerator, devices=args.devices,
+        strategy=args.strategy, max_time=args.max_time, command="sharpkd " + shlex.join(args.argv)), quick=args.quick)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_core(args) -> int:
+    import shlex
+    from pathlib import Path
+
+    from .models.weights import finish_weights
+
+    if Path(args.out).exists() and not args.overwrite:
+        raise SharpkdError(f"{args.out} exists: pass --overwrite to replace it")
+    out = finish_weights(args.weights, args.out, core=args.threshold, command="sharpkd " + shlex.join(args.argv))
+    print(f"wrote {out} (residual cored at {args.threshold:g}/255)")
+    return 0
 
 
 def cmd_evaluate(args) -> int:
@@ -128,11 +171,12 @@ def cmd_evaluate(args) -> int:
 
 def cmd_sharpen(args) -> int:
     from .inference import load
-    from .inference.files import plan, sharpen_files
+    from .inference.files import plan, sharpen_files, timing_size
 
-    plan(args.inputs, args.out, overwrite=args.overwrite)  # bad inputs and outputs fail before the model loads
+    jobs = plan(args.inputs, args.out, overwrite=args.overwrite)  # bad inputs and outputs fail before loading
     sharpener = load(args.model, backend=args.backend, threads=args.threads, precision=args.precision,
-                     tile=args.tile, tile_overlap=args.tile_overlap, self_ensemble=args.self_ensemble)
+                     tile=args.tile, tile_overlap=args.tile_overlap, self_ensemble=args.self_ensemble,
+                     size=timing_size(jobs))
     print(sharpener.describe(), flush=True)
     result = sharpen_files(sharpener, args.inputs, args.out, overwrite=args.overwrite,
                            on_error=lambda path, msg: print(f"sharpkd: error: {msg}", file=sys.stderr))
@@ -162,13 +206,14 @@ def cmd_export(args) -> int:
     from .inference.export import export_model
 
     r = export_model(args.model, args.out, quantize=args.quantize)
-    print(f"wrote {r['onnx']}: model {r['described']}, opset {r['opset']}, dynamic height and width")
-    print(f"parity: onnxruntime vs PyTorch fp32 on real images, max abs diff {r['max_abs_diff']:.2e} "
-          f"<= {r['tolerance']:.0e}: OK")
-    if "int8" in r:
-        print(f"wrote {r['int8']} (int8, static QDQ, calibrated on real images): SSIM {r['int8_ssim']:.4f} vs "
-              f"{r['int8_ssim_ref']:.4f} for fp32 (loss {r['int8_ssim_loss']:+.4f}), max diff "
-              f"{r['int8_max_diff_255']}/255")
+    int8 = r["quantize"] == "int8"
+    kind = "int8 (static QDQ, calibrated on real images), " if int8 else ""
+    print(f"wrote {r['onnx']}: model {r['described']}, {kind}opset {r['opset']}, dynamic height and width")
+    print(f"parity: onnxruntime{' (the fp32 export before quantisation)' if int8 else ''} vs PyTorch fp32 on real "
+          f"images, max abs diff {r['max_abs_diff']:.2e} <= {r['tolerance']:.0e}: OK")
+    if int8:
+        print(f"int8: SSIM {r['int8_ssim']:.4f} vs {r['int8_ssim_ref']:.4f} for PyTorch fp32 (loss "
+              f"{r['int8_ssim_loss']:+.4f}), max diff {r['int8_max_diff_255']}/255")
     return 0
 
 
@@ -188,8 +233,9 @@ def cmd_bench(args) -> int:
               f"{r['fps']:8.1f} FPS  {r['gmacs']:7.2f} GMACs  threads {r['threads']}  ({r['frames']} frames{steal})",
               flush=True)
 
-    report = run_bench(parse_sizes(args.sizes), models=args.models.split(","), backends=args.backends.split(","),
-                       frames=args.frames, max_seconds=args.max_seconds, threads=args.threads, progress=show)
+    report = run_bench(parse_sizes(args.sizes), models=args.models.split(","),
+                       backends=args.backends.split(",") if args.backends else None, frames=args.frames,
+                       max_seconds=args.max_seconds, threads=args.threads, progress=show)
     for q in report["ratios"]:
         print(f"{q['kind']:>24} [{q.get('backend') or q.get('model')}] {q['size']:>10}: {q['speedup']:.2f}x")
     hw = report["hardware"]
@@ -204,7 +250,7 @@ def cmd_bench(args) -> int:
 def cmd_models(args) -> int:
     import json
 
-    from .models.zoo import list_models, quality_text, speed_text
+    from .models.zoo import finishing_text, list_models, quality_text, speed_text
 
     models = list_models()
     if args.json:
@@ -221,10 +267,10 @@ def cmd_models(args) -> int:
         print(f"  quality:  {quality_text(m)}")
         print(f"            {quality_text(m, family='call@1280x720')}")
         print(f"  recipe:   {m['recipe'] or '-'}: {m['command'] or '-'}")
-        if m["init_weights"]:
-            print(f"            starting from {m['init_weights']}")
-        if m["then"]:
-            print(f"            then {m['then']}")
+        if m["stages"]:
+            print(f"            stages {', '.join(m['stages'])}")
+        if finishing_text(m):
+            print(f"            then {finishing_text(m)}")
     print("use one with --model NAME (sharpen, video, export, bench), or give a .safetensors path")
     return 0
 
@@ -365,10 +411,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sharpkd {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug logs and tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from .evaluation.demo import DEFAULT_OUT as DEMO_OUT
     from .evaluation.suite import FAMILIES
 
     p = sub.add_parser("demo", help="blur bundled sample images, sharpen with teacher and student, print metrics")
-    p.add_argument("-o", "--out", default="demo.png", help="side-by-side picture (default demo.png)")
+    p.add_argument("-o", "--out", default=DEMO_OUT, help="side-by-side picture (default %(default)s)")
     p.add_argument("--preset", default="seed")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--teacher", help="teacher weights (default: shipped)")
@@ -395,6 +442,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", default="teacher", help="teacher weights (default: shipped)")
     p.add_argument("--no-kd", action="store_true", help="ablation: ground truth only, no teacher term")
     p.set_defaults(func=cmd_distill)
+
+    from pathlib import Path
+
+    recipes = ", ".join(sorted(f.stem for f in Path(__file__).with_name("recipes").glob("*.yaml")))
+    p = sub.add_parser("train", help="rebuild a shipped model: every training stage of its recipe, then its "
+                                     "finishing steps")
+    p.add_argument("recipe", help=f"a shipped model's recipe ({recipes}) or a recipe .yaml")
+    p.add_argument("--data", required=True, help="the data root (stages may read a folder inside it)")
+    p.add_argument("--out", help="run folder: a folder per stage, then model.safetensors (default runs/RECIPE); "
+                                 "recipes it builds on train beside it unless finished there")
+    p.add_argument("--resume", action="store_true", help="continue an unfinished stage from its last checkpoint "
+                                                         "(finished stages are always skipped)")
+    p.add_argument("--overwrite", action="store_true", help="train every stage of the recipe over (the recipes it "
+                                                            "builds on are kept)")
+    p.add_argument("--max-time", help="stop each stage after DD:HH:MM:SS (a stage's own limit where shorter)")
+    p.add_argument("--quick", action="store_true", help="a smoke test: every stage one step on a few 32-px crops, "
+                                                        "then the finishing steps (the weights are not useful)")
+    p.add_argument("--accelerator", default="auto")
+    p.add_argument("--devices", default="auto")
+    p.add_argument("--strategy", default="auto")
+    p.add_argument("--num-workers", type=int, help="data-loading workers of every stage (default: the recipe's)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("core", help="core a model's residual: changes under THRESHOLD/255 dropped, larger ones "
+                                    "shrunk by it (the shipped student's last step)")
+    p.add_argument("weights", help="a .safetensors file, run folder or shipped name")
+    p.add_argument("threshold", type=float, help="in 8-bit steps, e.g. 4")
+    p.add_argument("-o", "--out", required=True, help="the cored weights (.safetensors; a sidecar beside it)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.set_defaults(func=cmd_core)
 
     p = sub.add_parser("evaluate", help="compare blurry, classical baselines, teacher and students")
     src = p.add_mutually_exclusive_group(required=True)
@@ -423,8 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("-o", "--out", required=True, metavar="OUTDIR")
     p.add_argument("--model", default="student")
-    p.add_argument("--backend", default="torch", choices=("torch", "onnx", "openvino", "auto"),
-                   help="torch (default), onnx, openvino; " + AUTO_HELP)
+    p.add_argument("--backend", default="auto", choices=("torch", "onnx", "openvino", "auto"),
+                   help="auto (the default): the fastest backend on this machine, timed on a few frames of the first "
+                        "image's size (at most 1280x720) at start; or torch, onnx, openvino")
     p.add_argument("--precision", choices=("fp32", "bf16"), help=PRECISION_HELP)
     p.add_argument("--tile", type=int,
                    help="tile size in pixels (default: 512 tiles above 4.2 megapixels, 16.8 for student; 0: never)")
@@ -453,17 +531,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a model to ONNX")
     p.add_argument("--model", default="student")
     p.add_argument("-o", "--out", required=True)
-    p.add_argument("--quantize", choices=("int8",))
+    p.add_argument("--quantize", choices=("int8",), help="int8: -o is the int8 model (static QDQ, calibrated on real "
+                                                        "images), quantised from the checked fp32 export")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("bench", help="latency and FPS of teacher and student on each backend")
-    p.add_argument("--sizes", default="128x128,640x360,1280x720,1920x1080")
+    p = sub.add_parser("bench", help="latency and FPS of a model on every installed backend (default: the "
+                                     "real-time student at 1280x720, about a minute)")
+    p.add_argument("--sizes", default="1280x720", help="comma list of WxH (default %(default)s), e.g. "
+                                                       "128x128,640x360,1280x720,1920x1080")
     p.add_argument("--json", metavar="FILE")
-    p.add_argument("--models", default="teacher,student", help="comma list (names or .safetensors paths)")
-    p.add_argument("--backends", default="torch,onnx",
-                   help="comma list of torch, torch-bf16, onnx, openvino, openvino-bf16")
+    p.add_argument("--models", default="student",
+                   help="comma list of names or .safetensors paths (default %(default)s), e.g. teacher,student")
+    p.add_argument("--backends", help="comma list of torch, torch-bf16, onnx, openvino, openvino-bf16 (default: "
+                                      "every installed one: onnx, openvino, openvino-bf16 where the CPU computes "
+                                      "bf16 natively, torch)")
     p.add_argument("--frames", type=int, default=100, help="timed frames per case (after 3 warm-up frames)")
-    p.add_argument("--max-seconds", type=float, default=10.0, help="stop timing a case after this long")
+    p.add_argument("--max-seconds", type=float, default=10.0,
+                   help="stop timing a case after this long, once it has 5 frames (default %(default)g)")
     p.add_argument("--threads", type=int)
     p.set_defaults(func=cmd_bench)
 
@@ -535,6 +619,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sharpkd: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `sharpkd models | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

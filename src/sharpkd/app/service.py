@@ -9,7 +9,6 @@ import ctypes
 import logging
 import math
 import os
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 
 from ..data.degradations import GaussianBlur, MotionBlur, Pipeline
-from ..data.io import DEFAULT_MAX_PIXELS, decode_image, write_image
+from ..data.io import DEFAULT_MAX_PIXELS, decode_image
 from ..errors import BadImageError, SharpkdError
 from ..inference.sharpener import DEFAULT_TILE_OVERLAP
 from ..metrics import BORDER, psnr, ssim
@@ -30,7 +29,9 @@ log = logging.getLogger("sharpkd")
 
 MODEL_ROLES = ("teacher", "student")
 BLUR_KINDS = ("Gaussian", "Motion")
-EXAMPLES = ("astronaut", "coffee", "chelsea")  # scikit-image sample photos: no files shipped, no download
+# frames as the models meet them: scikit-image's sample photos through the project's degradations
+# (scripts/make_examples.py), already degraded, so they run with Simulate blur off
+EXAMPLES = Path(__file__).with_name("examples")
 STRENGTH_RANGE = (1.0, 10.0)
 # Memory per request: images above APP_TILE_PIXELS go through the models in APP_TILE tiles (the CLI's tiling);
 # blur and scores run in strips of about STRIP_PIXELS; one image above LARGE_PIXELS is processed at a time.
@@ -180,18 +181,8 @@ _libc = None
 
 
 def example_images(folder: str | os.PathLike | None = None) -> list[str]:
-    """Write scikit-image's sample photos as PNGs into a cache folder (once) and return their paths."""
-    import skimage.data
-
-    folder = Path(folder or Path(tempfile.gettempdir()) / "sharpkd-app-examples")
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name in EXAMPLES:
-        path = folder / f"{name}.png"
-        if not path.is_file():
-            write_image(path, np.ascontiguousarray(getattr(skimage.data, name)()[..., :3]))
-        paths.append(str(path))
-    return paths
+    """The example images of `folder` (default: the bundled ones), by name."""
+    return sorted(str(p) for p in Path(folder or EXAMPLES).glob("*.jpg"))
 
 
 class AppService:

@@ -354,13 +354,15 @@ def build_app(service: AppService, examples_dir: str | os.PathLike | None = None
             with gr.Row():
                 with gr.Column(scale=1, min_width=260):
                     upload = gr.File(label="Image (JPG, PNG or WebP)", type="filepath", elem_id="upload")
-                    simulate = gr.Checkbox(label="Simulate blur (start from a sharp photo)", value=False)
+                    simulate = gr.Checkbox(label="Simulate blur (start from a sharp photo)", value=False,
+                                           elem_id="simulate")
                     kind = gr.Radio(list(BLUR_KINDS), value="Gaussian", label="Blur")
                     strength = gr.Slider(*STRENGTH_RANGE, value=4.0, step=0.5, label="Blur strength",
                                          info="Gaussian sigma 0.3 x strength px; motion 1.5 x strength px")
                     run_btn = gr.Button("Sharpen", variant="primary", elem_id="run")
-                    gr.Examples(examples=[[p] for p in examples], inputs=[upload], label="Bundled examples",
-                                example_labels=[Path(p).stem for p in examples])
+                    # frames as the models meet them, already degraded: Simulate blur goes off
+                    gr.Examples(examples=[[p, False] for p in examples], inputs=[upload, simulate],
+                                label="Bundled examples", example_labels=[Path(p).stem for p in examples])
                 with gr.Column(scale=3):
                     with gr.Row(equal_height=True):
                         buttons = ["download", "fullscreen"]

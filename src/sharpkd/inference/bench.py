@@ -25,6 +25,14 @@ VARIANTS = {"torch": ("torch", "fp32"), "torch-bf16": ("torch", "bf16"), "onnx":
             "openvino": ("openvino", "fp32"), "openvino-bf16": ("openvino", "bf16")}
 
 
+def installed_backends() -> list[str]:
+    """Every backend label this machine runs as shipped: onnx, openvino where installed (and openvino-bf16 where
+    the CPU computes bf16 natively), torch."""
+    if not openvino_version():
+        return ["onnx", "torch"]
+    return ["onnx", "openvino", *(["openvino-bf16"] if sysinfo.native_bf16() else []), "torch"]
+
+
 def parse_sizes(text: str) -> list[tuple[int, int]]:
     """'1280x720,640x360' -> [(1280, 720), (640, 360)] as (width, height)."""
     sizes = []
@@ -62,12 +70,13 @@ def hardware(threads: int | None = None) -> dict:
     return hw
 
 
-def run_bench(sizes: list[tuple[int, int]], models=("teacher", "student"), backends=("torch", "onnx"),
-              frames: int = 100, warmup: int = 3, max_seconds: float = 10.0, threads: int | None = None,
-              progress=None) -> dict:
-    """Median latency and FPS for every (model, backend, size); ratios student/teacher and onnx/torch. `models`:
-    shipped names or weights paths (trained weights), or architecture names (untrained: speed does not depend on
-    the weights)."""
+def run_bench(sizes: list[tuple[int, int]], models=("student",), backends=None, frames: int = 100, warmup: int = 3,
+              max_seconds: float = 10.0, threads: int | None = None, progress=None) -> dict:
+    """Median latency and FPS for every (model, backend, size), each case timed for `frames` frames or
+    `max_seconds`; ratios between models and between backends. `models`: shipped names or weights paths (trained
+    weights), or architecture names (untrained: speed does not depend on the weights). `backends`: labels of
+    `VARIANTS` (default `installed_backends()`)."""
+    backends = installed_backends() if backends is None else backends
     for label in backends:
         if label not in VARIANTS:
             raise SharpkdError(f"unknown backend {label!r}; choose from {', '.join(VARIANTS)}")

@@ -85,6 +85,22 @@ def plan(inputs: list[str | os.PathLike], outdir: str | os.PathLike, overwrite: 
     return jobs
 
 
+def timing_size(jobs: list[Job], most: int = 1280 * 720) -> tuple[int, int]:
+    """(W, H) on which backend 'auto' times the backends: the first readable input's, scaled down to `most`
+    pixels (a small image is timed small; a large one is timed no better for the cost)."""
+    from PIL import Image
+
+    for job in jobs:
+        try:
+            with Image.open(job.src) as im:
+                w, h = im.size
+        except (OSError, Image.DecompressionBombError):  # a bad file is reported when its turn comes
+            continue
+        scale = min(1.0, (most / (w * h)) ** 0.5)
+        return max(1, int(w * scale)), max(1, int(h * scale))
+    return 1280, 720
+
+
 def sharpen_files(sharpener: Sharpener, inputs: list[str | os.PathLike], outdir: str | os.PathLike,
                   progress: bool | None = None, on_error=None, overwrite: bool = False) -> Result:
     """Sharpen every image; a bad one is reported (`on_error(path, message)`) and the others still go through.

@@ -298,9 +298,13 @@ class MemorySink(NullSink):
         self.count += 1
 
 
+MS = Fraction(1, 1000)  # the file sink's time base: milliseconds
+
+
 class FileSink:
-    """H.264 (yuv420p) with PyAV, timestamped by the wall clock (a live recording keeps its real timing, drops
-    included). Written to a temporary file and renamed when closed; removed on an error."""
+    """H.264 (yuv420p) with PyAV (`video.H264Writer`), timestamped by the wall clock in milliseconds (a live
+    recording keeps its real timing, drops included). Written to a temporary file and renamed when closed; removed
+    on an error."""
 
     needs_even = True
 
@@ -312,38 +316,26 @@ class FileSink:
         self.tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp{self.path.suffix or '.mp4'}")
 
     def open(self, width: int, height: int, fps: float) -> None:
-        import av
+        from .video import H264Writer
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.out = av.open(str(self.tmp), "w")
-        except (av.FFmpegError, ValueError) as exc:
-            raise SharpkdError(f"{self.path}: cannot write a video there ({str(exc).splitlines()[0]})") from None
-        self.stream = self.out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001),
-                                          options={"crf": str(self.crf), "preset": self.preset})
-        self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, "yuv420p"
-        self.stream.codec_context.time_base = Fraction(1, 1000)
+        self.out = H264Writer(self.tmp, width, height, Fraction(fps).limit_denominator(1001), MS, self.crf,
+                              self.preset, label=str(self.path))
         self._t0, self._last_pts, self.frames = None, -1, 0
-        self._av = av
 
     def write(self, rgb: np.ndarray) -> None:
         now = time.perf_counter()
         if self._t0 is None:
             self._t0 = now
-        pts = max(self._last_pts + 1, int(round((now - self._t0) * 1000)))
-        vf = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-        vf.pts, vf.time_base, self._last_pts = pts, Fraction(1, 1000), pts
-        for p in self.stream.encode(vf):
-            self.out.mux(p)
+        self._last_pts = max(self._last_pts + 1, int(round((now - self._t0) * 1000)))
+        self.out.write(rgb, self._last_pts, MS)
         self.frames += 1
 
     def close(self) -> None:
         if self.out is None:
             return
         try:
-            for p in self.stream.encode(None):
-                self.out.mux(p)
-            self.out.close()
+            self.out.finish()
             self.out = None
             if self.frames:
                 os.replace(self.tmp, self.path)
@@ -352,10 +344,7 @@ class FileSink:
 
     def abort(self) -> None:
         if self.out is not None:
-            try:
-                self.out.close()
-            except Exception:  # already failing; the temporary file goes below
-                pass
+            self.out.close()  # already failing; the temporary file goes below
             self.out = None
         if self.tmp.exists():
             self.tmp.unlink()

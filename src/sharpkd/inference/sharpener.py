@@ -269,13 +269,13 @@ def auto_candidates(model: str | os.PathLike, precision: str | None = None) -> l
 
 
 def fastest(model: str | os.PathLike = "student", size: tuple[int, int] = (1280, 720), threads: int | None = None,
-            precision: str | None = None, frames: int = 6, **options) -> Sharpener:
+            precision: str | None = None, frames: int = 6, max_seconds: float = 3.0, **options) -> Sharpener:
     """The `Sharpener` of `model` on whichever candidate backend (`auto_candidates`) runs a `size` (W, H) frame
     fastest on this machine, back to back as a stream runs it. Candidates take turns, so that a change in the
     machine's load hits them alike; each turn starts with an untimed frame, because a backend that has just run
     leaves its threads spinning on the cores for a while (after onnxruntime, PyTorch's next frame took twice its
-    time). `frames` timed frames per candidate, after a round of warm-up; costs a few seconds at load; its
-    `timings` keep the medians."""
+    time). `frames` timed frames per candidate after a round of warm-up, fewer (two) once the timed turns have
+    taken `max_seconds` (a slow model on large frames); its `timings` keep the medians."""
     shs = {}
     for backend, prec in auto_candidates(model, precision):
         sh = load(model, backend=backend, threads=threads, precision=prec, **options)
@@ -284,6 +284,10 @@ def fastest(model: str | os.PathLike = "student", size: tuple[int, int] = (1280,
     times = {label: [] for label in shs}
     per_turn = 2
     for rnd in range(1 + math.ceil(frames / per_turn)):  # the first round warms up
+        if rnd == 1:
+            start = time.perf_counter()
+        elif rnd > 1 and time.perf_counter() - start > max_seconds:
+            break
         for label, sh in shs.items():
             sh.sharpen(frame)
             for _ in range(per_turn):

@@ -65,6 +65,46 @@ def _even(a: np.ndarray) -> np.ndarray:
     return a
 
 
+class H264Writer:
+    """A new video file of one H.264 (yuv420p) stream, written with PyAV: `write` RGB frames of the stream's (even)
+    size at their timestamps, `finish` to flush and close; `close` alone after an error. Other streams (audio) may
+    be added to `container` and muxed with `mux`."""
+
+    def __init__(self, path: str | os.PathLike, width: int, height: int, rate: Fraction, time_base: Fraction,
+                 crf: int = 18, preset: str = "veryfast", label: str | None = None):
+        import av
+
+        try:
+            self.container = av.open(str(path), "w")
+        except (av.FFmpegError, ValueError) as exc:
+            raise SharpkdError(f"{label or path}: cannot write a video there ({str(exc).splitlines()[0]})") from None
+        self.stream = self.container.add_stream("libx264", rate=rate, options={"crf": str(crf), "preset": preset})
+        self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, "yuv420p"
+        self.stream.codec_context.time_base = time_base
+        self._frame = av.VideoFrame.from_ndarray
+
+    def mux(self, packets) -> None:
+        for p in packets:
+            self.container.mux(p)
+
+    def write(self, rgb: np.ndarray, pts: int, time_base: Fraction) -> None:
+        vf = self._frame(np.ascontiguousarray(rgb), format="rgb24")
+        vf.pts, vf.time_base = pts, time_base
+        self.mux(self.stream.encode(vf))
+
+    def finish(self, *others) -> None:
+        """Flush this stream's encoder and those of `others` (a re-encoded audio stream), and close the file."""
+        for stream in (self.stream, *others):
+            self.mux(stream.encode(None))
+        self.container.close()
+
+    def close(self) -> None:
+        try:
+            self.container.close()
+        except Exception:  # already failing: the caller removes the file
+            pass
+
+
 def output_path(src: str | os.PathLike, dst: str | os.PathLike, overwrite: bool = False) -> Path:
     """Where `sharpen_video` writes: `dst`, or `dst/<src's stem>.mp4` when `dst` is a folder (or ends with a
     slash). Checked before any frame is decoded: a path that cannot be written, or (unless `overwrite`) the
@@ -103,25 +143,21 @@ def sharpen_video(sharpener: Sharpener, src: str | os.PathLike, dst: str | os.Pa
     vin.thread_type = "AUTO"
     ain = inp.streams.audio[0] if inp.streams.audio else None
     rate = vin.average_rate or vin.guessed_rate or Fraction(30)
-    out = None
+    writer = None
     frames, t0, interrupted = 0, time.perf_counter(), False
     bar = None
     try:
         with atomic_path(dst, suffix=f".tmp{dst.suffix or '.mp4'}") as tmp:  # in place at the end, else removed
-            try:
-                out = av.open(str(tmp), "w")
-            except (av.FFmpegError, ValueError) as exc:
-                raise SharpkdError(f"{dst}: cannot write a video there ({exc})") from None
-            vout = out.add_stream("libx264", rate=rate, options={"crf": str(crf), "preset": preset})
-            vout.pix_fmt = "yuv420p"
             w_in, h_in = vin.codec_context.width, vin.codec_context.height
             if not (w_in and h_in):
                 raise SharpkdError(f"{src}: the video stream has no frame size")
             w_out, h_out = w_in * (2 if compare else 1), h_in
-            vout.width, vout.height = w_out + w_out % 2, h_out + h_out % 2
-            if (vout.width, vout.height) != (w_out, h_out):
-                log.warning("odd frame size %dx%d: padded to %dx%d for H.264", w_out, h_out, vout.width, vout.height)
-            vout.codec_context.time_base = vin.time_base or Fraction(1, int(round(rate)))
+            width, height = w_out + w_out % 2, h_out + h_out % 2
+            if (width, height) != (w_out, h_out):
+                log.warning("odd frame size %dx%d: padded to %dx%d for H.264", w_out, h_out, width, height)
+            writer = H264Writer(tmp, width, height, rate, vin.time_base or Fraction(1, int(round(rate))), crf, preset,
+                                label=str(dst))
+            out = writer.container
             aout, atranscode = None, False
             if ain is not None:
                 mp4 = out.format.name in ("mp4", "mov,mp4,m4a,3gp,3g2,mj2", "mov", "ipod")
@@ -143,8 +179,7 @@ def sharpen_video(sharpener: Sharpener, src: str | os.PathLike, dst: str | os.Pa
                         if atranscode:
                             for af in packet.decode():
                                 af.pts = None
-                                for p in aout.encode(af):
-                                    out.mux(p)
+                                writer.mux(aout.encode(af))
                         elif packet.dts is not None:
                             packet.stream = aout
                             out.mux(packet)
@@ -154,12 +189,9 @@ def sharpen_video(sharpener: Sharpener, src: str | os.PathLike, dst: str | os.Pa
                         sharp = sharpener.sharpen(rgb)
                         pic = np.concatenate([rgb, sharp], axis=1) if compare else sharp
                         pic = _even(pic)
-                        if pic.shape[:2] != (vout.height, vout.width):
+                        if pic.shape[:2] != (height, width):
                             raise SharpkdError(f"{src}: frame size changed mid-stream to {rgb.shape[1]}x{rgb.shape[0]}")
-                        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(pic), format="rgb24")
-                        vf.pts, vf.time_base = frame.pts, frame.time_base
-                        for p in vout.encode(vf):
-                            out.mux(p)
+                        writer.write(pic, frame.pts, frame.time_base)
                         frames += 1
                         if bar is not None:
                             bar.update(1)
@@ -178,23 +210,15 @@ def sharpen_video(sharpener: Sharpener, src: str | os.PathLike, dst: str | os.Pa
             if not live and vin.frames and frames < min(vin.frames, max_frames or vin.frames):
                 raise SharpkdError(f"{src}: the video stream ended after {frames} of the {vin.frames} frames its "
                                    f"container announces (a truncated or damaged file); nothing written to {dst}")
-            for p in vout.encode(None):
-                out.mux(p)
-            if atranscode:
-                for p in aout.encode(None):
-                    out.mux(p)
-            out.close()
-            out = None
+            writer.finish(*([aout] if atranscode else []))
+            writer = None
     finally:
         if bar is not None:
             bar.close()
-        if out is not None:
-            try:
-                out.close()
-            except Exception:  # already failing; atomic_path removes the temporary file
-                pass
+        if writer is not None:
+            writer.close()  # already failing; atomic_path removes the temporary file
         inp.close()
     elapsed = time.perf_counter() - t0
-    return {"frames": frames, "width": vout.width, "height": vout.height, "rate": float(rate),
+    return {"frames": frames, "width": width, "height": height, "rate": float(rate),
             "audio": (ain.codec_context.name if ain is not None else None), "seconds": elapsed,
             "fps": frames / elapsed if elapsed > 0 else 0.0, "interrupted": interrupted, "output": str(dst)}

@@ -122,26 +122,73 @@ def portable_weights(ref: str, run: str | os.PathLike) -> str:
 
 
 def portable_meta(meta: dict, run: str | os.PathLike) -> dict:
-    """`meta` with its paths made portable (see `portable_data`, `portable_weights`): no absolute path of the
-    training machine goes into a sidecar."""
+    """`meta` (and each of its `stages`) with its paths made portable (see `portable_data`, `portable_weights`):
+    no absolute path of the training machine goes into a sidecar."""
     meta = dict(meta)
     if isinstance(meta.get("data"), dict):
         meta["data"] = portable_data(meta["data"])
     for key in ("teacher", "init_weights"):
         if isinstance(meta.get(key), dict) and isinstance(meta[key].get("weights"), str):
             meta[key] = {**meta[key], "weights": portable_weights(meta[key]["weights"], run)}
+    if isinstance(meta.get("stages"), list):
+        meta["stages"] = [portable_meta(stage, run) for stage in meta["stages"]]
     return meta
 
 
-def save_weights(model: nn.Module, path: str | os.PathLike, **meta) -> Path:
-    """Write `path` (.safetensors) and its JSON sidecar atomically. `meta` goes into the sidecar, its paths
-    made portable (`portable_meta`)."""
+# The sidecar: what every weights file the project writes says of itself, one schema (`sidecar_problems` checks
+# it). Training writes the first group; `role` and `purpose` are written by hand, `speed` and `suite` by
+# scripts/zoo_speed.py and scripts/zoo_suite.py, and every writer keeps the keys it does not write.
+SIDECAR = {
+    "arch": "the registered architecture", "arch_kwargs": "its options", "parameters": "the parameter count",
+    "recipe": "the training recipe that rebuilds it (`sharpkd train RECIPE`; null for a run of train-teacher "
+              "or distill)",
+    "command": "the command that wrote the file (null where none did: sidecars older than the recipes)",
+    "data": "the last stage's data: what the model is trained for (its `preset`)",
+    "stages": "every training stage that led to the weights, first to last (keys: STAGE)",
+    "finishing": "steps after training: `core` (coring threshold, 8-bit steps), `dtype` (storage type)",
+    "git_commit": "the code that wrote the file", "torch": "the PyTorch version that wrote it",
+    "notes": "facts of how it was made that no other key holds", "curves": "its training-curves PNG",
+    "role": "what it is for, in a few words", "purpose": "what it is for", "speed": "its 1280x720 speed",
+    "suite": "its benchmark-suite figures",
+}
+STAGE = {
+    "name": "RECIPE/STAGE for a stage of a recipe, else the run folder's name",
+    "command": "the command that started the stage", "config": "its base config (src/sharpkd/configs)",
+    "data": "its data: folder relative to the data root, preset, images, pairs", "training": "its settings",
+    "teacher": "the teacher it was distilled from (null: trained on ground truth)",
+    "init_weights": "the weights it started from (null: from scratch)", "epochs": "epochs trained",
+    "best_epoch": "the epoch whose weights it kept", "val_metrics": "that epoch's validation metrics",
+    "wall_time_s": "training time, all sittings", "hardware": "where it trained",
+    "sittings": "each start or resume: command, epochs, start time, wall time, hardware",
+    "git_commit": "the code it trained with", "torch": "the PyTorch version it trained with",
+    "note": "facts of the stage that no other key holds",
+}
+FINISHING = ("core", "dtype", "command", "note")
+SIDECAR_REQUIRED, STAGE_REQUIRED = ("arch", "arch_kwargs", "parameters", "stages"), ("name", "command")
+
+
+def sidecar_problems(meta: dict) -> list[str]:
+    """What in `meta` does not follow the sidecar schema (SIDECAR, STAGE, FINISHING): missing or unknown keys."""
+    problems = [f"missing {k}" for k in SIDECAR_REQUIRED if k not in meta]
+    problems += [f"unknown key {k}" for k in meta if k not in SIDECAR]
+    problems += [f"finishing: unknown key {k}" for k in meta.get("finishing") or {} if k not in FINISHING]
+    for i, stage in enumerate(meta.get("stages") or []):
+        problems += [f"stage {i + 1}: missing {k}" for k in STAGE_REQUIRED if k not in stage]
+        problems += [f"stage {i + 1}: unknown key {k}" for k in stage if k not in STAGE]
+    return problems
+
+
+def save_weights(model: nn.Module, path: str | os.PathLike, dtype: torch.dtype = torch.float32, **meta) -> Path:
+    """Write `path` (.safetensors) and its JSON sidecar atomically. `meta` goes into the sidecar (SIDECAR), its
+    paths made portable (`portable_meta`). `dtype` stores the parameters (torch.float16: half the file);
+    buffers such as BatchNorm statistics stay float32. Loading casts them back to float32."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     info = {"arch": model.arch_name, "arch_kwargs": model.arch_kwargs, "parameters": count_parameters(model),
             **portable_meta(meta, path.parent)}
-    state = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()
-             if v.is_floating_point()}
+    params = {name for name, _ in model.named_parameters()}
+    state = {k: v.detach().to(dtype if k in params else torch.float32).contiguous().cpu()
+             for k, v in model.state_dict().items() if v.is_floating_point()}
     state.update({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not v.is_floating_point()})
     tmp_w, tmp_j = path.with_name(path.name + ".tmp"), path.with_name(path.name + ".json.tmp")
     save_file(state, tmp_w, metadata={"arch": model.arch_name, "arch_kwargs": json.dumps(model.arch_kwargs)})
@@ -200,6 +247,33 @@ def load_weights(source: str | os.PathLike, device: str | torch.device = "cpu") 
     except RuntimeError as exc:
         raise SharpkdError(f"{path}: weights do not fit the {arch} architecture ({str(exc).splitlines()[0]})") from None
     return model.to(device).eval(), meta
+
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16}
+
+
+def finish_weights(source: str | os.PathLike, dst: str | os.PathLike, core: float | None = None,
+                   dtype: str | None = None, **meta) -> Path:
+    """Write the weights of `source` to `dst` finished. `core`: the same tensors rebuilt with the residual cored
+    by that many 8-bit steps (arch_kwargs `shrink`: changes smaller than it are dropped, larger ones shrunk by it);
+    `dtype`: the storage type of the parameters (float16 or float32; default: the source's). The sidecar is the
+    source's with its `finishing` updated and `meta` on top."""
+    model, side = load_weights(source)
+    dtype = dtype or (side.get("finishing") or {}).get("dtype", "float32")
+    if dtype not in DTYPES:
+        raise SharpkdError(f"dtype {dtype!r}: choose from {', '.join(DTYPES)}")
+    if core is not None:
+        if core < 0:
+            raise SharpkdError(f"coring threshold {core}: must be >= 0 (8-bit steps)")
+        try:
+            cored = build_model(model.arch_name, **{**model.arch_kwargs, "shrink": float(core)})
+        except (SharpkdError, ValueError) as exc:  # no `shrink` option, or not a residual model
+            raise SharpkdError(f"{source}: {model.arch_name} cannot core its residual ({exc})") from None
+        cored.load_state_dict(model.state_dict())
+        model = cored.eval()
+    finishing = {**(side.get("finishing") or {}), **({} if core is None else {"core": float(core)}), "dtype": dtype}
+    kept = {k: v for k, v in side.items() if k not in ("arch", "arch_kwargs", "parameters")}
+    return save_weights(model, dst, dtype=DTYPES[dtype], **{**kept, "finishing": finishing, **meta})
 
 
 def load_or_build(source: str | os.PathLike) -> tuple[nn.Module, dict, bool]:

@@ -34,7 +34,8 @@ def _suite(meta: dict) -> dict | None:
 
 def list_models() -> list[dict]:
     """One dict per shipped model, in name order: name, role (what it is for, in a few words), purpose, arch,
-    parameters, speed (or None), speed_class, suite (or None), recipe, command, data."""
+    parameters, speed (or None), speed_class, suite (or None), recipe, command (the one that rebuilds it where
+    its sidecar names none), data, stages (their names) and finishing."""
     metas = {name: read_sidecar(name) for name in shipped_names()}  # a damaged one is a one-line error
     out = []
     for name, meta in metas.items():
@@ -43,10 +44,18 @@ def list_models() -> list[dict]:
         out.append({"name": name, "role": meta.get("role"), "purpose": meta.get("purpose"), "arch": meta.get("arch"),
                     "parameters": meta.get("parameters"), "speed": speed,
                     "speed_class": speed_class(fps) if fps else "not measured", "suite": _suite(meta),
-                    "recipe": meta.get("recipe"), "command": meta.get("command"), "data": meta.get("data"),
-                    "init_weights": (meta.get("init_weights") or {}).get("weights"),
-                    "then": (meta.get("shrink") or {}).get("command")})
+                    "recipe": meta.get("recipe"), "data": meta.get("data"), "command": meta.get("command")
+                    or (meta.get("recipe") and f"sharpkd train {meta['recipe']} --data DATA"),
+                    "stages": [s.get("name") for s in meta.get("stages") or []],
+                    "finishing": meta.get("finishing") or {}})
     return out
+
+
+def finishing_text(m: dict) -> str:
+    """'residual cored at 4/255, stored float16': the steps after training ('' where none)."""
+    f = m["finishing"]
+    return ", ".join(([f"residual cored at {f['core']:g}/255"] if f.get("core") else [])
+                     + ([f"stored {f['dtype']}"] if f.get("dtype", "float32") != "float32" else []))
 
 
 def speed_text(m: dict) -> str:
@@ -209,6 +218,6 @@ def models_page(models: list[dict]) -> str:
     out += ["", "## How each was trained", ""]
     for m in models:
         out += [f"- `{m['name']}`: {m['purpose'] or '-'} Trained by `{m['command'] or '-'}`"
-                + (f", starting from `{m['init_weights']}`" if m["init_weights"] else "")
-                + (f"; then `{m['then']}`" if m["then"] else "") + "."]
+                + (f" (stages {', '.join(m['stages'])})" if m["stages"] else "")
+                + (f"; {finishing_text(m)}" if finishing_text(m) else "") + "."]
     return "\n".join(out) + "\n"

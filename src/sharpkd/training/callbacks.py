@@ -76,8 +76,9 @@ def git_commit() -> str | None:
 
 class RunRecord(Callback):
     """Keeps the records of the run in `out` whose sitting logs to `out/log_version` (earlier sittings' logs are
-    merged in). `about` is what the sidecar says of how the run was made: recipe, data (added to the data
-    module's own description), training, init_weights, teacher, command."""
+    merged in). `about` is what the sidecar (`models.weights.SIDECAR`) says of how the run was made: recipe, name,
+    config, data (added to the data module's own description), training, init_weights, teacher, command, and the
+    stages before this one (those of its init weights)."""
 
     def __init__(self, out: Path, log_version: str, best: ModelCheckpoint, title: str, about: dict):
         self.out, self.log_version, self.best, self.title, self.about = out, log_version, best, title, about
@@ -118,14 +119,16 @@ class RunRecord(Callback):
             plot_curves(rows, tmp, title)
         write_text(self.out / "epochs.md", f"# {title}\n\n{epoch_table(rows, best_epoch)}")
         history = sitting_history(self.out)
-        about = self.about
+        about, data = self.about, {**trainer.datamodule.info, **self.about["data"]}
+        stage = {"name": about["name"], "command": history[0]["command"] if history else about["command"],
+                 "config": about["config"], "data": data, "training": about["training"], "teacher": about["teacher"],
+                 "init_weights": about["init_weights"], "epochs": len(rows), "best_epoch": best_epoch,
+                 "val_metrics": {k.removeprefix("val_"): best_row[k] for k in ("val_ssim", "val_psnr", "val_mae",
+                                                                               "val_loss") if k in best_row},
+                 "wall_time_s": total_wall(history), "hardware": sysinfo.describe(), "sittings": history,
+                 "git_commit": git_commit(), "torch": torch.__version__}
         self.weights = save_weights(
-            pl_module.model, self.out / "model.safetensors", recipe=about["recipe"],
-            data={**trainer.datamodule.info, **about["data"]}, epochs=len(rows), best_epoch=best_epoch,
-            val_metrics={k.removeprefix("val_"): best_row[k] for k in ("val_ssim", "val_psnr", "val_mae", "val_loss")
-                         if k in best_row},
-            training=about["training"], init_weights=about["init_weights"], teacher=about["teacher"],
-            command=about["command"], git_commit=git_commit(), wall_time_s=total_wall(history),
-            hardware=sysinfo.describe(), torch=torch.__version__, history=history)
+            pl_module.model, self.out / "model.safetensors", recipe=about["recipe"], command=about["command"],
+            data=data, stages=[*about["stages_before"], stage], git_commit=stage["git_commit"], torch=torch.__version__)
         log.info("best epoch %d: %s; weights: %s", best_epoch,
                  ", ".join(f"{k}={v:.4f}" for k, v in best_row.items() if k.startswith("val_")), self.weights)

@@ -49,6 +49,8 @@ class TrainOptions:
     strategy: str = "auto"
     max_time: str | None = None             # DD:HH:MM:SS
     command: str | None = None              # the command line, kept with the run
+    name: str | None = None                 # the stage's name in the sidecar (default: the run folder's)
+    recipe: str | None = None               # the training recipe the run is a stage of (`sharpkd train`)
 
 
 def earlier_run(out: Path) -> str | None:
@@ -133,8 +135,7 @@ def starting_weights(recipe: dict, init: str | Path) -> tuple[nn.Module, dict]:
     if not fits or (start.arch_name != probe.arch_name and not grows):
         raise SharpkdError(f"--init-weights {init}: a {start.arch_name} {start.arch_kwargs} model, but "
                            f"the recipe builds {probe.arch_name} {probe.arch_kwargs}")
-    return start, {"weights": str(resolve_weights(init)), "recipe": meta.get("recipe"), "epochs": meta.get("epochs"),
-                   "val_metrics": meta.get("val_metrics"), "history": meta.get("history")}
+    return start, {"weights": str(resolve_weights(init)), "stages": meta.get("stages") or []}
 
 
 def build_trainer(recipe: dict, opts: TrainOptions, out: Path, log_version: str, best: ModelCheckpoint,
@@ -191,11 +192,14 @@ def run_training(recipe_name: str, opts: TrainOptions) -> Path | None:
                                schedule=recipe["schedule"])
     best = ModelCheckpoint(dirpath=out / "checkpoints", filename="best-{epoch:02d}", monitor="val_ssim", mode="max")
     record = RunRecord(out, log_version, best, title=recipe_name, about={
-        "recipe": Path(recipe["recipe"]).stem,  # the YAML's name, --config's too
+        "recipe": opts.recipe, "name": opts.name or out.resolve().name,
+        "config": Path(recipe["recipe"]).stem,  # the YAML's name, --config's too
         "data": {"epoch_size": recipe["epoch_size"], "crop": recipe["crop"]},
-        "training": {k: recipe[k] for k in SIDECAR_TRAINING}, "init_weights": init_meta,
-        "teacher": None if teacher is None else {"weights": str(opts.teacher),
-                                                 "val_metrics": teacher_meta.get("val_metrics")},
+        "training": {k: recipe[k] for k in SIDECAR_TRAINING},
+        "init_weights": init_meta and {"weights": init_meta["weights"]},
+        "stages_before": (init_meta or {}).get("stages", []),
+        "teacher": None if teacher is None else {
+            "weights": str(opts.teacher), "val_metrics": (teacher_meta.get("stages") or [{}])[-1].get("val_metrics")},
         "command": opts.command})
     trainer = build_trainer(recipe, opts, out, log_version, best, record)
     try:
