@@ -90,8 +90,8 @@ def test_macs_count_convolutions_exactly():
 
 @pytest.mark.parametrize("name", ["ds_unet", "lk_unet"])
 def test_bf16_channels_last_student_trains_with_finite_gradients(name):
-    """The fast path (bf16 autocast + channels_last): a few hundred steps, every gradient finite.
-    Without the fp32 dilated depthwise conv the bottleneck's gradients went non-finite after ~50 steps."""
+    """The fast path (bf16 autocast + channels_last): 80 steps, every gradient finite. Without the fp32 dilated
+    depthwise conv the bottleneck's gradients went non-finite after ~50 steps."""
     torch.manual_seed(0)
     model = build_model(name).train().to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -99,7 +99,7 @@ def test_bf16_channels_last_student_trains_with_finite_gradients(name):
     sharp = torch.rand(4, 3, 32, 32)
     blurry = torch.nn.functional.avg_pool2d(sharp, 3, 1, 1).contiguous(memory_format=torch.channels_last)
     first = None
-    for step in range(200):
+    for step in range(80):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = model(blurry)
         loss = loss_fn(out, sharp)

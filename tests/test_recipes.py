@@ -133,6 +133,8 @@ def test_bad_recipes_are_one_line_errors_before_any_work(tmp_path, data_root, ca
     for text, words in (("stages: []\n", "list of stages"),
                         ("stages:\n  - {name: a, config: teacher, lr_typo: 1}\n", "unknown keys lr_typo"),
                         ("stages:\n  - {name: a, config: teacher, init: nowhere}\n", "neither an earlier stage"),
+                        ("stages:\n  - {name: a, config: teacher, init: teacher/nowhere}\n", "RECIPE/STAGE"),
+                        ("stages:\n  - {name: a, config: teacher, max_time: soon}\n", "DD:HH:MM:SS"),
                         ("stages:\n  - {name: a, config: nope}\n", "config"),
                         ("stages:\n  - {name: a, config: teacher, data: missing}\n", "data folder")):
         bad.write_text(text)

@@ -91,8 +91,8 @@ def test_init_weights_with_a_cosine_schedule(teacher_run, tiny_data, tmp_path):
     # Resumed with it, the run still says what it started from (here: finished, so only its results are rewritten).
     assert main(["train-teacher", "--data", str(tiny_data), "--out", str(out), *TINY, "--max-epochs", "3",
                  "--resume", "--schedule", "cosine"]) == 0
-    assert load_weights(out / "model.safetensors")[1]["stages"][:-1] == start_meta["stages"]
-    assert load_weights(out / "model.safetensors")[1]["stages"][-1]["init_weights"] == meta["stages"][-1]["init_weights"]
+    stages = load_weights(out / "model.safetensors")[1]["stages"]
+    assert stages[:-1] == start_meta["stages"] and stages[-1]["init_weights"] == meta["stages"][-1]["init_weights"]
     assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), start.state_dict().values()))
     # It starts from the finished weights: with a vanishing LR, one epoch leaves every weight where it began
     # (Adam moves a weight by about lr per step), while the same run from scratch starts elsewhere.

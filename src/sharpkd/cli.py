@@ -16,7 +16,7 @@ log = logging.getLogger("sharpkd")
 
 # commands that undo their work in hand on SIGTERM as on Ctrl-C (serve: Gradio closes and deletes its files;
 # training: the best epoch so far is written)
-SIGTERM_AS_INTERRUPT = ("sharpen", "video", "make-pairs", "live", "serve", "train-teacher", "distill")
+SIGTERM_AS_INTERRUPT = ("sharpen", "video", "make-pairs", "live", "serve", "train-teacher", "distill", "train", "core")
 PRECISION_HELP = ("fp32 or bf16 (torch and openvino); default fp32, and with --backend auto both where the CPU "
                   "computes bf16 natively")
 
@@ -73,7 +73,12 @@ def cmd_make_pairs(args) -> int:
 
 
 def _no_advert(record: logging.LogRecord) -> bool:
-    return not record.getMessage().startswith("💡")  # Lightning's tips for its cloud services
+    """Drop Lightning's tips for its cloud services and blank lines; trim the newlines it puts around a message
+    (its "Detected KeyboardInterrupt" line), which would print an empty "sharpkd: " line."""
+    if isinstance(record.msg, str):
+        record.msg = record.msg.strip("\n")
+    message = record.getMessage()
+    return bool(message.strip()) and not message.startswith("💡")
 
 
 def _lightning_logs() -> None:
@@ -116,7 +121,7 @@ def cmd_train(args) -> int:
     from .training import TrainOptions
     from .training.recipes import train_recipe
 
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # its import set INFO, over main()'s WARNING
+    _lightning_logs()
     out = train_recipe(args.recipe, TrainOptions(
         data=args.data, out=args.out or f"runs/{Path(args.recipe).stem}", overrides={"num_workers": args.num_workers},
         resume=args.resume, overwrite=args.overwrite, accelerator=args.accelerator, devices=args.devices,

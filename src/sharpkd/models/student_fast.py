@@ -15,8 +15,8 @@ wider layers for the same time (`width=24, scale=4`: 35K parameters, 0.46 GMACs 
 `shrink` (with `residual=True`) soft-thresholds the predicted residual by that many 8-bit steps (`r - clip(r, -t, t)`),
 the coring of a classic unsharp mask: changes smaller than the threshold are dropped, so a good frame's fine texture
 and noise are left alone instead of being nudged. The shipped `student` applies it to weights trained without it
-(`scripts/shrink_residual.py`; fine-tuning with it in place undid its gain, docs/results.md). A shrinking model's last
-layer is not zeroed at init: a residual of zero, inside the dead zone, has no gradient.
+(`sharpkd core`, its recipe's finishing step `core`; fine-tuning with it in place undid its gain, docs/results.md).
+A shrinking model's last layer is not zeroed at init: a residual of zero, inside the dead zone, has no gradient.
 
 `luma` (with `residual=True`) predicts one residual plane, added to R, G and B alike: the head writes and the
 coring read one full-resolution plane instead of three (the head and what follows it are the model's only

@@ -59,19 +59,29 @@ def load_training_recipe(name: str) -> dict:
         base = load_recipe(stage["config"], stage["config"])
         if unknown := set(stage) - set(STAGE_KEYS) - set(base):
             raise SharpkdError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
+        _seconds(stage.get("max_time"))  # a malformed one fails here, before any stage trains
         for key in ("init", "teacher"):
             ref = stage.get(key)
-            if ref is not None and ref not in names and ref.partition("/")[0] not in recipe_names():
-                raise SharpkdError(f"{where}: {key} {ref!r} is neither an earlier stage nor a recipe")
+            if ref is not None and ref not in names and not _recipe_has(*ref.partition("/")[::2]):
+                raise SharpkdError(f"{where}: {key} {ref!r} is neither an earlier stage, a recipe nor RECIPE/STAGE")
         names.append(stage["name"])
     return {"name": file.stem, "stages": stages, "finishing": finishing}
+
+
+def _recipe_has(recipe: str, stage: str) -> bool:
+    """Whether `recipe` is a shipped recipe, with a stage named `stage` where one is given."""
+    file = RECIPE_DIR / f"{recipe}.yaml"
+    return file.is_file() and (not stage or stage in [s["name"] for s in yaml.safe_load(file.read_text())["stages"]])
 
 
 def _seconds(max_time: str | None) -> float:
     """DD:HH:MM:SS in seconds (None: no limit)."""
     if max_time is None:
         return float("inf")
-    days, hours, minutes, seconds = (int(x) for x in str(max_time).split(":"))
+    try:
+        days, hours, minutes, seconds = (int(x) for x in str(max_time).split(":"))
+    except ValueError:
+        raise SharpkdError(f"max time {max_time!r}: DD:HH:MM:SS expected") from None
     return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
 
 
