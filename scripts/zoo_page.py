@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from sharpkd.fileio import write_text
-from sharpkd.models.zoo import README_END, README_START, list_models, models_page, readme_table, with_readme_table
+from sharpkd.models.zoo import list_models, models_page, readme_table, with_readme_table
 
 ROOT = Path(__file__).resolve().parent.parent
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from util import stop_process  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARPKD_APP_MAX_MEGAPIXELS = 2.0  # small, so that the "too large" upload test stays cheap
@@ -80,12 +81,7 @@ def sharpkd_app_server(sharpkd_app_weights, tmp_path_factory):
             time.sleep(0.5)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 15)
         log.close()
 
 

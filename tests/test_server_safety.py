@@ -19,6 +19,7 @@ import pytest
 
 from sharpkd.app.ui import WEBCAM_PATH
 from sharpkd.models.weights import WEIGHTS_DIR
+from util import stop_process  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 180
@@ -71,12 +72,7 @@ def server(models, tmp_path_factory):
                 time.sleep(0.5)
             yield port, log_path
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, 60)
 
 
 def _status(port: int, path: str, headers: dict | None = None) -> int | None:

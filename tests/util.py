@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -41,3 +42,13 @@ def make_image_folder(root: Path, n: int = 16, size: int = 48, seed: int = 0) ->
             img[y0:y0 + h, x0:x0 + w] = rng.integers(0, 256, 3)
         Image.fromarray(img.astype(np.uint8)).save(root / f"img{i:02d}.png")
     return root
+
+
+def stop_process(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -293,8 +293,8 @@ def cmd_live(args) -> int:
     import json
 
     from .inference import load
-    from .fileio import write_text
-    from .inference.live import (benchmark, check_output_file, check_sink, format_status, open_sink, open_source,
+    from .fileio import check_writable_file, write_text
+    from .inference.live import (benchmark, check_sink, format_status, open_sink, open_source,
                                  parse_size, round_size_for, run_live)
 
     from pathlib import Path
@@ -306,7 +306,7 @@ def cmd_live(args) -> int:
     if args.json and not benchmarking:
         raise SharpkdError("--json goes with --benchmark N")
     if args.json:
-        check_output_file(args.json, "--json")
+        check_writable_file(args.json, "--json")
     kind = args.sink or ("null" if benchmarking else "virtualcam")
     if args.out and Path(args.out).resolve() == Path(str(args.source)).resolve():
         raise SharpkdError(f"--out {args.out} is the source: choose another file")

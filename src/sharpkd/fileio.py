@@ -13,6 +13,8 @@ from pathlib import Path
 
 import psutil
 
+from .errors import SharpkdError
+
 # the hidden names written beside a target STEM.SUFFIX: .STEM.PID-XXXXXXXX.tmpSUFFIX (.old: a folder being replaced)
 TEMP_NAME = re.compile(r"\.(?P<stem>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.(?P<kind>tmp|old)(?P<tail>.*)")
 
@@ -107,3 +109,19 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """`Path.write_bytes`, atomically."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def check_writable_file(path: str | os.PathLike, option: str) -> Path:
+    """A file a command writes, checked before the work starts so that the work is not lost to its path: not a
+    folder, and inside a folder that exists or can be made, and can be written."""
+    path = Path(path)
+    if path.is_dir() or str(path).endswith(("/", os.sep)):
+        raise SharpkdError(f"{option} {path}: is a folder; give a file name in it")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise SharpkdError(f"{option} {path}: cannot make its folder, {parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SharpkdError(f"{option} {path}: {parent} is not writable")
+    return path

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SharpkdError
+from ..fileio import check_writable_file
 
 log = logging.getLogger("sharpkd")
 
@@ -477,7 +478,7 @@ def open_sink(kind: str, out: str | os.PathLike | None = None, device: str | Non
     if kind == "file":
         if not out:
             raise SharpkdError("--sink file needs --out FILE.mp4")
-        return FileSink(check_output_file(out, "--out"))
+        return FileSink(check_writable_file(out, "--out"))
     if out:
         raise SharpkdError(f"--out is for --sink file, not --sink {kind}")
     if kind == "virtualcam":
@@ -667,22 +668,6 @@ def check_sink(kind: str, device: str | None = None) -> None:
                                    f"{LOOPBACK_HINT})")
         elif not loopback_devices():
             raise SharpkdError(virtualcam_error("No v4l2 loopback device found"))
-
-
-def check_output_file(path: str | os.PathLike, option: str) -> Path:
-    """A file written when the run ends (`--out`, `--json`), checked before it starts so that a recording or a
-    benchmark is not lost to its path: not a folder, and a folder that exists or can be made (as `video -o`)."""
-    path = Path(path)
-    if path.is_dir() or str(path).endswith(("/", os.sep)):
-        raise SharpkdError(f"{option} {path}: is a folder; give a file name in it")
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise SharpkdError(f"{option} {path}: cannot make its folder, {parent} is a file")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise SharpkdError(f"{option} {path}: {parent} is not writable")
-    return path
 
 
 def loopback_devices() -> list[str]:

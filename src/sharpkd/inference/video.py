@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SharpkdError
-from ..fileio import atomic_path
+from ..fileio import atomic_path, check_writable_file
 from .sharpener import Sharpener
 
 log = logging.getLogger("sharpkd")
@@ -111,15 +111,7 @@ def output_path(src: str | os.PathLike, dst: str | os.PathLike, overwrite: bool 
     input itself, is a one-line error."""
     folder = Path(dst).is_dir() or str(dst).endswith(("/", os.sep))
     out = Path(dst) / f"{Path(str(src)).stem or 'video'}.mp4" if folder else Path(dst)
-    if out.is_dir():
-        raise SharpkdError(f"-o {out}: is a folder")
-    parent = out.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise SharpkdError(f"-o {dst}: cannot make its folder, {parent} is a file")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise SharpkdError(f"-o {dst}: {parent} is not writable")
+    check_writable_file(out, "-o")
     if not overwrite and out.exists() and Path(str(src)).exists() and out.resolve() == Path(str(src)).resolve():
         raise SharpkdError(f"{out} is the input: writing there would replace the original; choose another -o, "
                            "or pass --overwrite to replace it")
