@@ -12,6 +12,14 @@ OVERRIDABLE = ("max_epochs", "epoch_size", "val_size", "batch_size", "lr", "pati
                "preset", "seed", "split_seed", "train_pairs", "precision", "num_workers", "arch", "schedule")
 
 
+def read_yaml(file: Path):
+    """A YAML file's content ({} when empty); a file that is not YAML is a one-line error."""
+    try:
+        return yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SharpkdError(f"{file}: not valid YAML ({str(exc).splitlines()[0]})") from None
+
+
 def load_recipe(name: str, path: str | None = None, overrides: dict | None = None) -> dict:
     """The recipe `name` (teacher, student_kd, student_nokd) or the YAML at `path` (a file, or the name of a
     packaged recipe such as `student_call`), with `overrides` on top (None values are ignored)."""
@@ -20,10 +28,7 @@ def load_recipe(name: str, path: str | None = None, overrides: dict | None = Non
         file = CONFIG_DIR / f"{path}.yaml"
     if not file.is_file():
         raise SharpkdError(f"recipe not found: {file}")
-    try:
-        recipe = yaml.safe_load(file.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise SharpkdError(f"{file}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    recipe = read_yaml(file)
     recipe.setdefault("limit_images", None)
     recipe.setdefault("split_seed", 0)
     recipe.setdefault("train_pairs", 0)

@@ -14,13 +14,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-import yaml
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from ..errors import SharpkdError
 from ..models.weights import finish_weights
 from .callbacks import git_commit
-from .config import CONFIG_DIR, load_recipe
+from .config import CONFIG_DIR, load_recipe, read_yaml
 from .run import TrainOptions, run_training
 
 log = logging.getLogger("sharpkd")
@@ -40,10 +39,7 @@ def load_training_recipe(name: str) -> dict:
     file = Path(name) if Path(name).suffix in (".yaml", ".yml") else RECIPE_DIR / f"{name}.yaml"
     if not file.is_file():
         raise SharpkdError(f"unknown recipe {name!r}; shipped recipes: {', '.join(recipe_names())} (or a .yaml file)")
-    try:
-        recipe = yaml.safe_load(file.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise SharpkdError(f"{file}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    recipe = read_yaml(file)
     recipe = recipe if isinstance(recipe, dict) else {}
     stages, finishing = recipe.get("stages"), recipe.get("finishing") or {}
     if not isinstance(stages, list) or not stages or not all(isinstance(s, dict) for s in stages):
@@ -71,7 +67,7 @@ def load_training_recipe(name: str) -> dict:
 def _recipe_has(recipe: str, stage: str) -> bool:
     """Whether `recipe` is a shipped recipe, with a stage named `stage` where one is given."""
     file = RECIPE_DIR / f"{recipe}.yaml"
-    return file.is_file() and (not stage or stage in [s["name"] for s in yaml.safe_load(file.read_text())["stages"]])
+    return file.is_file() and (not stage or stage in [s["name"] for s in read_yaml(file)["stages"]])
 
 
 def _seconds(max_time: str | None) -> float:
